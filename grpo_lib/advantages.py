@@ -1,0 +1,85 @@
+"""Group-relative advantages: the baseline that replaces PPO's critic.
+
+GRPO samples G completions for each prompt and scores every completion against the
+others of its group. Source: Shao et al. 2024, *DeepSeekMath*, arXiv 2402.03300,
+section 4.1.2 ("Outcome Supervision RL with GRPO"): ``Â_{i,t} = r̃_i = (r_i - mean(r)) / std(r)``,
+the same advantage for every token ``t`` of completion ``i``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+AdvantageScale = Literal["group", "batch", "none"]
+_SCALES = ("group", "batch", "none")
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: AdvantageScale = "group",
+    eps: float = 1e-4,
+    unbiased: bool = True,
+) -> torch.Tensor:
+    """Advantage of each completion relative to the other completions of its prompt.
+
+    ``rewards`` is a flat tensor ``[num_prompts * G]`` whose G consecutive entries are
+    the completions of one prompt. With ``mean_g``/``std_g`` the mean and standard
+    deviation of the prompt's group:
+
+    - ``scale="group"`` (GRPO, DeepSeekMath eq. in §4.1.2): ``A_i = (r_i - mean_g) / (std_g + eps)``
+    - ``scale="batch"``: ``A_i = (r_i - mean_g) / (std_batch + eps)``, one std over the
+      whole batch (TRL's ``scale_rewards="batch"``; it keeps hard and easy prompts on
+      one scale).
+    - ``scale="none"``: ``A_i = r_i - mean_g`` (Dr. GRPO, arXiv 2503.20783 §3.1: dividing
+      by std_g up-weights prompts that are almost always right or always wrong).
+
+    Which std: ``unbiased=True`` (the default) divides by ``G - 1`` (Bessel's
+    correction), as ``torch.std``, TRL's ``GRPOTrainer`` and verl do, so that a run here
+    reads like a run there. The population std (``unbiased=False``, divide by ``G``)
+    is the other common reading of the paper's ``std(r)``; for rewards 1, 0, 1, 0 it gives
+    advantages of exactly ±1, Bessel's ±0.866. Both only rescale a group's advantages.
+
+    A group whose rewards are all equal has ``std_g = 0`` and ``r_i - mean_g = 0``, so its
+    advantages are exactly 0 (``0 / eps``), never NaN: it carries no learning signal.
+    """
+    if rewards.dim() != 1:
+        raise ValueError(
+            f"rewards must be a flat tensor [num_prompts * G], got shape {tuple(rewards.shape)}; "
+            "flatten it with rewards.reshape(-1)."
+        )
+    if not isinstance(group_size, int) or group_size < 2:
+        raise ValueError(
+            f"group_size must be an int >= 2 (a group needs two completions to compare), got {group_size!r}."
+        )
+    if rewards.numel() == 0 or rewards.numel() % group_size != 0:
+        raise ValueError(
+            f"{rewards.numel()} rewards cannot be split into groups of {group_size}: the batch must hold "
+            f"num_prompts * group_size completions, G consecutive ones per prompt."
+        )
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}.")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}.")
+
+    r = rewards.float()
+    grouped = r.view(-1, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale == "none":
+        return centred.reshape(-1)
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True, unbiased=unbiased)
+    else:  # "batch"
+        std = r.std(unbiased=unbiased) if r.numel() > 1 else r.new_zeros(())
+    return (centred / (std + eps)).reshape(-1)
+
+
+def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
+    """Fraction of groups whose rewards are all equal (TRL's ``frac_reward_zero_std``).
+
+    These groups give zero advantage to every completion, so they teach nothing.
+    """
+    grouped = rewards.float().view(-1, group_size)
+    return (grouped.max(dim=1).values == grouped.min(dim=1).values).float().mean().item()
