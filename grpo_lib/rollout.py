@@ -1,0 +1,235 @@
+"""Grouped sampling: G completions per prompt in one batched ``generate`` call.
+
+GRPO (DeepSeekMath, arXiv 2402.03300, section 4.1) samples, for every prompt q, a group
+of G outputs o_1..o_G from the old policy and compares their rewards inside the group.
+``sample_groups`` does that the way the trainer needs it:
+
+* each prompt is repeated G times *consecutively* (rows ``i*G .. i*G+G-1`` are the group
+  of prompt i), matching ``grpo_lib.advantages.group_advantages``;
+* prompts are left-padded, so every completion starts at the same column and the
+  completion block is simply ``sequences[:, prompt_len:]``;
+* one ``generate`` call with the KV cache for the whole batch;
+* the completion mask is built by position (up to and including the first EOS) with
+  ``grpo_lib.logprobs.completion_mask``, never by comparing ids with the pad id (here
+  pad == eos);
+* a completion with no EOS within ``max_new_tokens`` is flagged ``truncated``.
+
+With ``return_logprobs=True`` the sampler's own log-probabilities are kept:
+``log_softmax(logits / temperature)`` of the raw logits ``generate`` returns
+(``output_logits``), gathered at the sampled tokens. The learner recomputes the same
+numbers with ``grpo_lib.logprobs.per_token_logprobs``; the two must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from grpo_lib.logprobs import completion_mask as _completion_mask
+
+__all__ = ["Rollout", "sample_groups"]
+
+
+@dataclass
+class Rollout:
+    """The result of one grouped sampling call. ``B = num_prompts * group_size`` rows.
+
+    Attributes:
+        prompts: the B prompt strings (each prompt repeated ``group_size`` times).
+        completions: the B decoded completion texts (up to, not including, the first EOS).
+        prompt_ids, prompt_mask: ``[B, P]`` left-padded prompt tokens and their mask.
+        completion_ids: ``[B, T]`` generated tokens (padded after EOS).
+        completion_mask: ``[B, T]`` float, 1 on completion tokens up to and incl. the first EOS.
+        truncated: ``[B]`` bool, True where no EOS came within ``max_new_tokens``.
+        group_size: G.
+        sampler_logprobs: ``[B, T]`` log-probs of the sampled tokens under the sampling
+            distribution (temperature applied, before top-p/top-k), or None.
+        temperature: the sampling temperature used.
+        prompt_index: ``[B]`` index of each row's prompt in the input list.
+    """
+
+    prompts: list[str]
+    completions: list[str]
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    truncated: torch.Tensor
+    group_size: int
+    temperature: float = 1.0
+    sampler_logprobs: torch.Tensor | None = None
+    prompt_index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def batch_size(self) -> int:
+        return self.completion_ids.shape[0]
+
+    @property
+    def num_prompts(self) -> int:
+        return self.batch_size // self.group_size
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """``[B, P+T]`` prompt and completion, the input of the learner's forward pass."""
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """``[B, P+T]``: the prompt mask, then the completion mask."""
+        return torch.cat([self.prompt_mask, self.completion_mask.to(self.prompt_mask.dtype)], dim=1)
+
+    @property
+    def logits_to_keep(self) -> int:
+        """T, the number of completion positions whose log-probs the loss needs."""
+        return self.completion_ids.shape[1]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``[B]`` completion lengths in tokens (EOS included when present)."""
+        return self.completion_mask.sum(dim=1).long()
+
+    def groups(self) -> list[list[str]]:
+        """The completions as ``num_prompts`` lists of ``group_size`` texts."""
+        G = self.group_size
+        return [self.completions[i * G : (i + 1) * G] for i in range(self.num_prompts)]
+
+    def to_records(self) -> list[dict]:
+        """One dict per completion (prompt index, text, length, truncated), e.g. for a table."""
+        lengths = self.lengths.tolist()
+        trunc = self.truncated.tolist()
+        return [
+            {
+                "prompt_index": i // self.group_size,
+                "prompt": self.prompts[i],
+                "completion": self.completions[i],
+                "length": lengths[i],
+                "truncated": trunc[i],
+            }
+            for i in range(self.batch_size)
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"Rollout(num_prompts={self.num_prompts}, group_size={self.group_size}, "
+            f"completion_ids={tuple(self.completion_ids.shape)}, "
+            f"mean_length={self.lengths.float().mean().item():.1f}, "
+            f"truncated={int(self.truncated.sum())}/{self.batch_size})"
+        )
+
+
+def _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k) -> None:
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise ValueError(f"prompts must be a non-empty list of strings, got {type(prompts).__name__}")
+    if not isinstance(num_generations, int) or num_generations < 1:
+        raise ValueError(f"num_generations must be an int >= 1 (G >= 2 for GRPO), got {num_generations!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (use greedy evaluation for argmax), got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+        raise ValueError(f"top_k must be an int >= 0 (0 disables it), got {top_k!r}")
+
+
+@torch.no_grad()
+def sample_groups(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    num_generations: int = 8,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    *,
+    return_logprobs: bool = False,
+    generator_seed: int | None = None,
+) -> Rollout:
+    """Sample ``num_generations`` completions for each prompt in one ``generate`` call.
+
+    Args:
+        model: a causal LM (transformers ``PreTrainedModel``, peft-wrapped allowed).
+        tokenizer: its tokenizer; must have a pad token and an EOS token.
+        prompts: N prompt strings.
+        num_generations: G, completions per prompt.
+        max_new_tokens: cap on completion length; completions hitting it are ``truncated``.
+        temperature, top_p, top_k: sampling parameters (``top_k=0`` disables top-k; note
+            that ``generate`` would otherwise apply its default top-k of 50).
+        return_logprobs: also return the sampler's log-probs of the sampled tokens.
+        generator_seed: if given, ``torch.manual_seed`` is set to it first.
+
+    Returns:
+        A :class:`Rollout` with ``B = N * G`` rows, groups consecutive.
+    """
+    _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k)
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer must define pad_token and eos_token (set tokenizer.pad_token = tokenizer.eos_token)")
+    if generator_seed is not None:
+        torch.manual_seed(generator_seed)
+    G = num_generations
+    repeated = [p for p in prompts for _ in range(G)]
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(repeated, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    device = next(model.parameters()).device
+    prompt_ids = enc["input_ids"].to(device)
+    prompt_mask = enc["attention_mask"].to(device)
+
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=True,
+            temperature=float(temperature),
+            top_p=float(top_p),
+            top_k=int(top_k) if top_k else 0,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+            return_dict_in_generate=True,
+            output_logits=return_logprobs,
+        )
+    finally:
+        if was_training:
+            model.train()
+
+    completion_ids = out.sequences[:, prompt_ids.shape[1] :]
+    mask = _completion_mask(completion_ids, tokenizer.eos_token_id).float()
+    has_eos = (completion_ids == tokenizer.eos_token_id).any(dim=1)
+    truncated = ~has_eos
+
+    sampler_logprobs = None
+    if return_logprobs:
+        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V] raw logits
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        sampler_logprobs = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
+
+    lengths = mask.sum(dim=1).long().tolist()
+    completions = []
+    for row, n, eos in zip(completion_ids.tolist(), lengths, has_eos.tolist()):
+        keep = row[: n - 1] if eos else row[:n]  # drop the EOS itself
+        completions.append(tokenizer.decode(keep, skip_special_tokens=True))
+
+    prompt_index = torch.arange(len(prompts)).repeat_interleave(G)
+    return Rollout(
+        prompts=list(repeated),
+        completions=completions,
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=completion_ids,
+        completion_mask=mask,
+        truncated=truncated,
+        group_size=G,
+        temperature=float(temperature),
+        sampler_logprobs=sampler_logprobs,
+        prompt_index=prompt_index,
+    )
