@@ -27,8 +27,8 @@ def completion_mask(completion_ids: torch.Tensor, eos_token_id: int | Sequence[i
     """
     if completion_ids.dim() != 2:
         raise ValueError(f"completion_ids must be 2-D [B, T], got shape {tuple(completion_ids.shape)}.")
-    eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-    if not eos_ids or any(e is None for e in eos_ids):
+    eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    if not eos_ids or not all(isinstance(e, int) for e in eos_ids):
         raise ValueError(f"eos_token_id must be an int or a non-empty list of ints, got {eos_token_id!r}.")
     batch, width = completion_ids.shape
     is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
