@@ -1,0 +1,277 @@
+"""``GRPOConfig``: every knob of a GRPO run, validated before any work starts.
+
+Field names follow TRL's ``GRPOConfig`` where the concept is the same, so a learner can
+move between this trainer and TRL's: ``num_generations`` (G), ``beta`` (KL weight),
+``epsilon``/``epsilon_high`` (clip range, DAPO's clip-higher), ``num_iterations`` (μ,
+policy updates per rollout), ``loss_type`` (``"grpo"``: sequence mean of token means as
+in DeepSeekMath eq. 3; ``"dapo"``: token mean over the batch; ``"dr_grpo"``: sum over a
+constant), ``scale_rewards`` (``"group"``, ``"batch"``, ``"none"``; Dr. GRPO drops the
+std), ``importance_sampling_level`` (``"token"``, or GSPO's ``"sequence"``),
+``max_completion_length`` (here also ``max_new_tokens``), ``per_device_train_batch_size``
+(completions per step, as in TRL: ``prompts_per_step * num_generations``).
+
+``GRPOConfig(num_generations=1)`` raises at once, with every problem found listed, each
+naming the field, the value received and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["GRPOConfig", "LOSS_TYPES", "SCALE_REWARDS", "IMPORTANCE_LEVELS", "LR_SCHEDULERS"]
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_LEVELS = ("token", "sequence")
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+KL_KINDS = ("k1", "k2", "k3")
+
+_DEFAULT_MAX_NEW_TOKENS = 64
+
+
+@dataclass
+class GRPOConfig:
+    """Hyperparameters of a GRPO run (DeepSeekMath, arXiv 2402.03300, section 4.1).
+
+    Sampling
+        num_generations: G, completions per prompt (>= 2: advantages compare within a group).
+        per_device_train_batch_size: completions per step, a multiple of G
+            (``prompts_per_step = per_device_train_batch_size // num_generations``).
+        max_new_tokens / max_completion_length: the completion length cap (one value; TRL
+            calls it ``max_completion_length``, ``generate`` calls it ``max_new_tokens``).
+        temperature, top_p, top_k: sampling; ``top_k=0`` disables top-k.
+    Objective
+        beta: weight of the k3 KL penalty to the reference policy; 0 = no reference pass.
+        epsilon, epsilon_high: clip range ``[1 - epsilon, 1 + epsilon_high]``
+            (``epsilon_high=None`` means symmetric).
+        num_iterations: μ, policy updates per rollout; with μ = 1 the ratio is exactly 1.
+        loss_type: ``"grpo"`` | ``"dapo"`` | ``"dr_grpo"`` (see ``grpo_lib.losses``).
+        scale_rewards: ``"group"`` | ``"batch"`` | ``"none"`` (see ``grpo_lib.advantages``).
+        importance_sampling_level: ``"token"`` | ``"sequence"`` (GSPO).
+        mask_truncated_completions: drop completions without EOS from the loss (DAPO).
+        kl_kind: the KL estimator used when ``beta > 0`` (``"k3"`` as in the paper).
+        reward_weights: one weight per reward function (None = all 1.0).
+    Optimisation
+        learning_rate, weight_decay, adam_beta1, adam_beta2, max_grad_norm (None = no clip),
+        lr_scheduler_type (``"constant"`` | ``"linear"`` | ``"cosine"``), warmup_steps,
+        max_steps, micro_batch_size (completions per forward/backward; None = whole batch).
+    Model
+        use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
+        gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
+        dtype (``"auto"`` | ``"float32"`` | ``"bfloat16"`` | ``"float16"``).
+    Bookkeeping
+        seed, output_dir (None = write nothing), logging_steps, save_steps (0 = never),
+        progress_bar.
+    """
+
+    # sampling
+    num_generations: int = 8
+    per_device_train_batch_size: int = 128
+    max_new_tokens: int = _DEFAULT_MAX_NEW_TOKENS
+    max_completion_length: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    # objective
+    beta: float = 0.0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    num_iterations: int = 1
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    importance_sampling_level: str = "token"
+    mask_truncated_completions: bool = False
+    kl_kind: str = "k3"
+    reward_weights: list[float] | None = None
+    # optimisation
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    max_grad_norm: float | None = 1.0
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    max_steps: int = 100
+    micro_batch_size: int | None = None
+    # model
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    gradient_checkpointing: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    # bookkeeping
+    seed: int = 0
+    output_dir: str | None = None
+    logging_steps: int = 1
+    save_steps: int = 0
+    progress_bar: bool = True
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def prompts_per_step(self) -> int:
+        """Distinct prompts per step: ``per_device_train_batch_size // num_generations``."""
+        return self.per_device_train_batch_size // self.num_generations
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GRPOConfig":
+        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown GRPOConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**d)
+
+    # --------------------------------------------------------------- validation
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+
+        def bad(name: str, fix: str) -> None:
+            errors.append(f"{name}={getattr(self, name)!r}: {fix}")
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_num(x: Any) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        # alias: max_completion_length (TRL) == max_new_tokens (generate)
+        if self.max_completion_length is not None:
+            if not is_int(self.max_completion_length) or self.max_completion_length < 1:
+                bad("max_completion_length", "use a positive int (tokens per completion)")
+            elif self.max_new_tokens not in (_DEFAULT_MAX_NEW_TOKENS, self.max_completion_length):
+                errors.append(
+                    f"max_completion_length={self.max_completion_length!r} and max_new_tokens={self.max_new_tokens!r} "
+                    "disagree: they are the same setting, give only one"
+                )
+            else:
+                self.max_new_tokens = self.max_completion_length
+        if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            bad("max_new_tokens", "use a positive int (tokens per completion)")
+        else:
+            self.max_completion_length = self.max_new_tokens
+
+        # sampling
+        G = self.num_generations
+        if not is_int(G) or G < 2:
+            bad("num_generations", "GRPO compares completions within a group: use an int >= 2 (8 is TRL's default)")
+        bs = self.per_device_train_batch_size
+        if not is_int(bs) or bs < 1:
+            bad("per_device_train_batch_size", "use a positive int: completions per step = prompts_per_step * num_generations")
+        elif is_int(G) and G >= 2 and bs % G != 0:
+            errors.append(
+                f"per_device_train_batch_size={bs!r} is not divisible by num_generations={G!r}: every prompt needs a "
+                f"full group; use a multiple of {G}, e.g. {max(1, bs // G) * G}"
+            )
+        if not is_num(self.temperature) or self.temperature <= 0:
+            bad("temperature", "use a float > 0 (1.0 samples from the model as is; greedy is for evaluation)")
+        if not is_num(self.top_p) or not 0 < self.top_p <= 1:
+            bad("top_p", "use a float in (0, 1]; 1.0 disables nucleus sampling")
+        if not is_int(self.top_k) or self.top_k < 0:
+            bad("top_k", "use an int >= 0; 0 disables top-k")
+
+        # objective
+        if not is_num(self.beta) or self.beta < 0:
+            bad("beta", "use a float >= 0 (0.0 = no KL penalty and no reference model; the paper used 0.04)")
+        if not is_num(self.epsilon) or self.epsilon <= 0:
+            bad("epsilon", "use a float > 0, e.g. 0.2 (the ratio is clipped to [1 - epsilon, 1 + epsilon])")
+        elif self.epsilon >= 1 and self.importance_sampling_level == "token":
+            bad("epsilon", "use a float in (0, 1): 1 - epsilon must stay positive")
+        if self.epsilon_high is not None:
+            if not is_num(self.epsilon_high) or self.epsilon_high <= 0:
+                bad("epsilon_high", "use None (symmetric) or a float > 0, e.g. 0.28 (DAPO clip-higher)")
+            elif is_num(self.epsilon) and self.epsilon_high < self.epsilon:
+                bad("epsilon_high", f"clip-higher means epsilon_high >= epsilon={self.epsilon}; raise it or use None")
+        if not is_int(self.num_iterations) or self.num_iterations < 1:
+            bad("num_iterations", "use an int >= 1 (mu, policy updates per rollout; 1 = on-policy)")
+        if self.loss_type not in LOSS_TYPES:
+            bad("loss_type", f"use one of {LOSS_TYPES}")
+        if self.scale_rewards is True:
+            self.scale_rewards = "group"
+        elif self.scale_rewards is False:
+            self.scale_rewards = "none"
+        if self.scale_rewards not in SCALE_REWARDS:
+            bad("scale_rewards", f"use one of {SCALE_REWARDS} (True means 'group', False means 'none')")
+        if self.importance_sampling_level not in IMPORTANCE_LEVELS:
+            bad("importance_sampling_level", f"use one of {IMPORTANCE_LEVELS} ('sequence' is GSPO)")
+        if not isinstance(self.mask_truncated_completions, bool):
+            bad("mask_truncated_completions", "use True or False")
+        if self.kl_kind not in KL_KINDS:
+            bad("kl_kind", f"use one of {KL_KINDS}")
+        if self.reward_weights is not None:
+            rw = self.reward_weights
+            if not isinstance(rw, (list, tuple)) or not rw or not all(is_num(w) for w in rw):
+                bad("reward_weights", "use None or a non-empty list of finite floats, one per reward function")
+            else:
+                self.reward_weights = [float(w) for w in rw]
+
+        # optimisation
+        if not is_num(self.learning_rate) or self.learning_rate <= 0:
+            bad("learning_rate", "use a float > 0 (1e-6 for a large model in the paper; ~5e-5 for the tiny model)")
+        if not is_num(self.weight_decay) or self.weight_decay < 0:
+            bad("weight_decay", "use a float >= 0")
+        for name in ("adam_beta1", "adam_beta2"):
+            v = getattr(self, name)
+            if not is_num(v) or not 0 <= v < 1:
+                bad(name, "use a float in [0, 1)")
+        if self.max_grad_norm is not None and (not is_num(self.max_grad_norm) or self.max_grad_norm <= 0):
+            bad("max_grad_norm", "use None (no clipping) or a float > 0, e.g. 1.0")
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            bad("lr_scheduler_type", f"use one of {LR_SCHEDULERS}")
+        if not is_int(self.max_steps) or self.max_steps < 1:
+            bad("max_steps", "use an int >= 1")
+        if not is_int(self.warmup_steps) or self.warmup_steps < 0:
+            bad("warmup_steps", "use an int >= 0")
+        elif is_int(self.max_steps) and self.max_steps >= 1 and self.warmup_steps > self.max_steps:
+            bad("warmup_steps", f"must not exceed max_steps={self.max_steps}")
+        if self.micro_batch_size is not None and (not is_int(self.micro_batch_size) or self.micro_batch_size < 1):
+            bad("micro_batch_size", "use None (whole batch in one pass) or a positive int of completions")
+
+        # model
+        for name in ("use_lora", "gradient_checkpointing", "progress_bar"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "use True or False")
+        if not is_int(self.lora_r) or self.lora_r < 1:
+            bad("lora_r", "use an int >= 1 (rank of the LoRA update; >= 32 advised for a 0.5B model)")
+        if not is_num(self.lora_alpha) or self.lora_alpha <= 0:
+            bad("lora_alpha", "use a float > 0 (often 2 * lora_r)")
+        if not is_num(self.lora_dropout) or not 0 <= self.lora_dropout < 1:
+            bad("lora_dropout", "use a float in [0, 1)")
+        if (
+            not isinstance(self.lora_target_modules, (list, tuple))
+            or not self.lora_target_modules
+            or not all(isinstance(m, str) and m for m in self.lora_target_modules)
+        ):
+            bad("lora_target_modules", "use a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
+        if not isinstance(self.device, str) or self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            bad("device", "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if self.dtype not in DTYPES:
+            bad("dtype", f"use one of {DTYPES}")
+
+        # bookkeeping
+        if not is_int(self.seed) or self.seed < 0:
+            bad("seed", "use an int >= 0")
+        if self.output_dir is not None and not isinstance(self.output_dir, str):
+            try:
+                self.output_dir = str(self.output_dir)  # accept pathlib.Path
+            except Exception:  # pragma: no cover
+                bad("output_dir", "use a path string or None")
+        if not is_int(self.logging_steps) or self.logging_steps < 1:
+            bad("logging_steps", "use an int >= 1")
+        if not is_int(self.save_steps) or self.save_steps < 0:
+            bad("save_steps", "use an int >= 0 (0 = never save a checkpoint)")
+        elif self.save_steps > 0 and self.output_dir is None:
+            bad("save_steps", "checkpoints need a place: set output_dir, or save_steps=0")
+
+        if errors:
+            raise ValueError("invalid GRPOConfig:\n  - " + "\n  - ".join(errors))
