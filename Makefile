@@ -19,7 +19,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml scripts/install_torch.sh | $(BIN)/python
 	PY=$(BIN)/python bash scripts/install_torch.sh
-	$(BIN)/python -m pip install --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --disable-pip-version-check -e ".[test,trl]"
 	touch $@
 
 setup: $(VENV)/.installed
