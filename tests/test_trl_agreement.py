@@ -235,3 +235,49 @@ def test_trl_default_bias_corrected_kl(tmp_path, loss_type, mu_gt_1):
     # ...and grpo_lib's grpo_loss (no correction) differs from that default in the gradient.
     _, our_grad, _ = _our_loss(x, loss_type=loss_type, beta=beta, level="token", mu_gt_1=mu_gt_1)
     assert (our_grad - their_grad).abs().max() > 1e-5  # ten times the agreement tolerance
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_advantages_match_trl(tmp_path, scale):
+    """TRL's advantages, computed by its own ``_generate_and_score_completions``, equal
+    ``group_advantages`` for the three ``scale_rewards`` settings.
+
+    A real ``trl.GRPOTrainer`` on a tiny random model generates (3 tokens, CPU); its
+    reward function ignores the completions and returns fixed rewards, one group of
+    which is constant (advantage exactly 0 in both).
+    """
+    from datasets import Dataset
+
+    from grpo_lib.tiny import build_tiny_model, build_tiny_tokenizer
+
+    G = 4
+    prompts = ["1+2=", "3", "45"]
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.5, 2.0, 2.0, 2.0, 2.0, 0.0, 3.0, 1.0, 0.0])
+
+    def fixed_reward(prompts, completions, **kwargs):
+        return rewards.tolist()
+
+    tok = build_tiny_tokenizer()
+    tok.padding_side = "left"
+    args = TRLConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        num_generations=G,
+        per_device_train_batch_size=len(rewards),
+        max_completion_length=3,
+        scale_rewards=scale,
+        beta=0.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = TRLTrainer(
+            model=build_tiny_model(tok),
+            reward_funcs=[fixed_reward],
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": prompts}),
+            processing_class=tok,
+        )
+        # TRL's sampler repeats each prompt G times, consecutively; we hand it that list.
+        out = trainer._generate_and_score_completions([{"prompt": p} for p in prompts for _ in range(G)])
+    torch.testing.assert_close(out["advantages"], group_advantages(rewards, G, scale), atol=1e-6, rtol=0)
