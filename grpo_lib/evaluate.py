@@ -51,7 +51,10 @@ def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
+    # At k = 0 (k = n) the lower (upper) end is exactly 0 (1); rounding would give 1e-17.
+    low = 0.0 if k == 0 else max(0.0, center - half)
+    high = 1.0 if k == n else min(1.0, center + half)
+    return low, high
 
 
 @dataclass

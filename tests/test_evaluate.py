@@ -54,6 +54,10 @@ def test_wilson_width_matches_the_course_guide():
     assert (hi - lo) / 2 > 0.16  # 30 items: +-17 points, useless for a 5-point gain
 
 
+def test_wilson_ends_are_exact_at_0_and_n():
+    assert wilson_interval(0, 24)[0] == 0.0 and wilson_interval(24, 24)[1] == 1.0
+
+
 def test_wilson_rejects_bad_counts():
     with pytest.raises(ValueError, match="n must be positive"):
         wilson_interval(0, 0)
