@@ -1,0 +1,181 @@
+"""GSM8K LoRA presets for ``python -m grpo_lib.train``.
+
+* ``gsm8k-qwen0.5b-lora``: LoRA GRPO of ``Qwen/Qwen2.5-0.5B-Instruct`` on the GSM8K train
+  split, evaluated greedily on the full 1,319-question test split before and after. For
+  one CUDA GPU (a Colab T4 is enough); the settings are those of notebook 07's full
+  profile, justified there.
+* ``gsm8k-qwen1.5b-lora``: the same with ``Qwen/Qwen2.5-1.5B-Instruct`` (a 24 GB+ GPU).
+* ``gsm8k-tiny-lora``: the same code on the CPU with the tiny chat model
+  (``grpo_lib.chat_tiny``) and a few GSM8K rows: the smoke test of the path.
+
+::
+
+    python -m grpo_lib.train --preset gsm8k-qwen0.5b-lora --output-dir runs/gsm8k05
+    python -m grpo_lib.train --preset gsm8k-qwen0.5b-lora --output-dir runs/gsm8k05 --resume
+
+GSM8K comes from ``$GRPO_GSM8K_DIR`` / ``../shared/gsm8k`` when present, else from the
+hub (``openai/gsm8k``; needs ``pip install "grpo-lib[hub]"`` and network access).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from grpo_lib.config import GRPOConfig
+from grpo_lib.presets import Preset, register_preset
+
+__all__ = ["gsm8k_config", "gsm8k_rows", "gsm8k_lora_preset", "GSM8K_REWARD_WEIGHTS"]
+
+#: correctness (strict ``#### n``) 1.0, format 0.2: the format reward alone is gameable
+#: (a bare ``#### 0`` earns it), so it only breaks ties while the model learns the format.
+GSM8K_REWARD_WEIGHTS = [1.0, 0.2]
+
+
+def gsm8k_config(**overrides: Any) -> GRPOConfig:
+    """The full-profile GRPO settings for a 0.5B instruct model with LoRA (see notebook 07).
+
+    G = 8, β = 0, ε = 0.2, μ = 1, loss "dapo", scale_rewards "group", temperature 1.0:
+    TRL 1.16's GRPOConfig defaults. LoRA rank 32 on all linear layers (verl: rank ≥ 32
+    for a 0.5B model), alpha 64, learning rate 1.5e-5: verl's LoRA reference uses
+    lr 3e-5 at alpha / r = 1; Adam moves B and A by about lr per step and the update
+    ΔW = (alpha / r) B A, so alpha / r = 2 at 1.5e-5 is the same step size.
+    """
+    kw: dict[str, Any] = dict(
+        num_generations=8,
+        per_device_train_batch_size=64,  # 8 prompts x 8 completions per step
+        max_new_tokens=300,
+        temperature=1.0,
+        top_p=1.0,
+        beta=0.0,
+        epsilon=0.2,
+        num_iterations=1,
+        loss_type="dapo",
+        scale_rewards="group",
+        learning_rate=1.5e-5,
+        max_grad_norm=1.0,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_steps=200,
+        micro_batch_size=8,  # completions per forward/backward: bounds the [8, T, 151936] logits
+        use_lora=True,
+        lora_r=32,
+        lora_alpha=64.0,
+        lora_dropout=0.0,
+        gradient_checkpointing=True,
+        device="auto",
+        dtype="auto",
+        seed=0,
+        logging_steps=1,
+        save_steps=25,
+        output_dir="runs/gsm8k-qwen0.5b-lora",
+    )
+    kw.update(overrides)
+    return GRPOConfig(**kw)
+
+
+def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
+               max_question_chars: int | None = None) -> list[dict[str, Any]]:
+    """GSM8K rows as ``{"prompt", "answer", "question"}``: the prompt through the
+    tokenizer's chat template (``build_chat_prompt``), the answer the gold number string.
+    ``max_question_chars`` keeps only short questions (the CPU smoke path)."""
+    from grpo_lib.gsm8k import build_chat_prompt, load_gsm8k, local_gsm8k_dir
+
+    data = load_gsm8k(split, data_dir=local_gsm8k_dir())
+    rows = []
+    for ex in data.examples:
+        if max_question_chars is not None and len(ex.question) > max_question_chars:
+            continue
+        rows.append({"prompt": build_chat_prompt(tokenizer, ex.question), "answer": ex.final_answer,
+                     "question": ex.question})
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def _loader(model_name: str | None):
+    def load_model(cfg: GRPOConfig):
+        from grpo_lib.models import load_policy
+
+        name = model_name
+        if name is None:  # the tiny chat model, written next to the run
+            from grpo_lib.chat_tiny import save_tiny_chat
+
+            base = Path(cfg.output_dir) if cfg.output_dir else Path(tempfile.mkdtemp())
+            name = str(save_tiny_chat(base / "tiny-chat-base"))
+        return load_policy(name, lora=True, device=cfg.device, dtype=cfg.dtype, lora_r=cfg.lora_r,
+                           lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                           gradient_checkpointing=cfg.gradient_checkpointing)
+
+    return load_model
+
+
+def _data(model_name: str | None, n_train: int | None, n_eval: int | None, max_chars: int | None):
+    def load_data(seed: int):
+        from grpo_lib.models import load_tokenizer
+
+        if model_name is None:
+            from grpo_lib.chat_tiny import tiny_chat_tokenizer
+
+            tok = tiny_chat_tokenizer()
+        else:
+            tok = load_tokenizer(model_name)
+        return (gsm8k_rows(tok, "train", n_train, max_chars), gsm8k_rows(tok, "test", n_eval, max_chars))
+
+    return load_data
+
+
+def gsm8k_lora_preset(name: str, model_name: str | None, config: GRPOConfig, *, n_train: int | None = None,
+                      n_eval: int | None = None, max_question_chars: int | None = None,
+                      eval_max_new_tokens: int = 512, eval_batch_size: int = 64, description: str = "") -> Preset:
+    """A GSM8K LoRA preset; ``model_name=None`` is the tiny chat model (CPU)."""
+    from grpo_lib.rewards import correctness_reward, format_reward
+
+    return Preset(
+        name=name,
+        description=description,
+        config=config,
+        load_model=_loader(model_name),
+        load_data=_data(model_name, n_train, n_eval, max_question_chars),
+        reward_funcs=[correctness_reward, format_reward],
+        reward_weights=list(GSM8K_REWARD_WEIGHTS),
+        eval_max_new_tokens=eval_max_new_tokens,
+        eval_batch_size=eval_batch_size,
+        eval_steps=50,
+        eval_subset=200,
+    )
+
+
+def _qwen05() -> Preset:
+    return gsm8k_lora_preset(
+        "gsm8k-qwen0.5b-lora", "Qwen/Qwen2.5-0.5B-Instruct", gsm8k_config(),
+        description="LoRA GRPO of Qwen2.5-0.5B-Instruct on GSM8K, one CUDA GPU (T4 and up)",
+    )
+
+
+def _qwen15() -> Preset:
+    return gsm8k_lora_preset(
+        "gsm8k-qwen1.5b-lora", "Qwen/Qwen2.5-1.5B-Instruct",
+        gsm8k_config(output_dir="runs/gsm8k-qwen1.5b-lora", micro_batch_size=4),
+        eval_batch_size=32,
+        description="LoRA GRPO of Qwen2.5-1.5B-Instruct on GSM8K, one 24 GB+ CUDA GPU",
+    )
+
+
+def _tiny() -> Preset:
+    cfg = gsm8k_config(
+        num_generations=4, per_device_train_batch_size=8, max_new_tokens=20, learning_rate=1e-3,
+        max_steps=4, micro_batch_size=None, gradient_checkpointing=False, device="cpu", dtype="float32",
+        save_steps=2, output_dir="runs/gsm8k-tiny-lora",
+    )
+    return gsm8k_lora_preset(
+        "gsm8k-tiny-lora", None, cfg, n_train=16, n_eval=8, max_question_chars=160,
+        eval_max_new_tokens=20, eval_batch_size=8,
+        description="the GSM8K LoRA path on the CPU with the tiny chat model (smoke test, seconds)",
+    )
+
+
+register_preset("gsm8k-qwen0.5b-lora", _qwen05)
+register_preset("gsm8k-qwen1.5b-lora", _qwen15)
+register_preset("gsm8k-tiny-lora", _tiny)
