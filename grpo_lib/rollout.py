@@ -14,10 +14,12 @@ of G outputs o_1..o_G from the old policy and compares their rewards inside the 
   pad == eos);
 * a completion with no EOS within ``max_new_tokens`` is flagged ``truncated``.
 
-With ``return_logprobs=True`` the sampler's own log-probabilities are kept:
-``log_softmax(logits / temperature)`` of the raw logits ``generate`` returns
-(``output_logits``), gathered at the sampled tokens. The learner recomputes the same
-numbers with ``grpo_lib.logprobs.per_token_logprobs``; the two must agree.
+With ``return_logprobs=True`` the sampler's own log-probabilities are kept: the
+``log_softmax`` of the scores ``generate`` actually sampled from (``output_scores``:
+logits after every logits processor, temperature included), gathered at the sampled
+tokens. With ``top_p=1`` and ``top_k=0`` the learner's recomputation
+(``grpo_lib.logprobs.per_token_logprobs`` at the same temperature) must give the same
+numbers; a silently applied top-k (``generate``'s default is 50) would break that.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class Rollout:
         completion_mask: ``[B, T]`` float, 1 on completion tokens up to and incl. the first EOS.
         truncated: ``[B]`` bool, True where no EOS came within ``max_new_tokens``.
         group_size: G.
-        sampler_logprobs: ``[B, T]`` log-probs of the sampled tokens under the sampling
-            distribution (temperature applied, before top-p/top-k), or None.
+        sampler_logprobs: ``[B, T]`` log-probs of the sampled tokens under the distribution
+            ``generate`` sampled from (temperature, top-k and top-p applied), or None.
         temperature: the sampling temperature used.
         prompt_index: ``[B]`` index of each row's prompt in the input list.
     """
@@ -196,7 +198,7 @@ def sample_groups(
             pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
             return_dict_in_generate=True,
-            output_logits=return_logprobs,
+            output_scores=return_logprobs,
         )
     finally:
         if was_training:
@@ -209,9 +211,10 @@ def sample_groups(
 
     sampler_logprobs = None
     if return_logprobs:
-        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V] raw logits
-        logp = torch.log_softmax(logits / temperature, dim=-1)
-        sampler_logprobs = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
+        scores = torch.stack(out.scores, dim=1).float()  # [B, T, V], processed: what was sampled from
+        logp = torch.log_softmax(scores, dim=-1)
+        picked = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+        sampler_logprobs = torch.where(mask.bool(), picked, torch.zeros_like(picked))
 
     lengths = mask.sum(dim=1).long().tolist()
     completions = []

@@ -11,6 +11,10 @@ right (so groups have reward variance) and often wrong (so there is room to lear
 The script measures greedy accuracy on the held-out test split and pass@8 / sampled
 accuracy at temperature 1, and writes them to ``card.json`` next to the weights.
 
+Calibration (this machine, 2 CPU cores; greedy on 500 test problems / pass@8 on 200):
+step 200: 11% / 34%; step 400: 30% / 64%; step 600: 54% / 80%. The default, 400 steps
+(about 80 s unloaded), sits where GRPO has the most to do.
+
 Options: ``--steps``, ``--seed``, ``--out``, ``--snapshot-every N`` (save extra copies
 under ``OUT/snapshots/step_N`` to calibrate the stopping point), ``--no-eval``.
 """
@@ -84,7 +88,7 @@ def measure(model, tokenizer, n_test: int, n_pass: int, k: int, seed: int) -> di
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -94,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--n-pass", type=int, default=200)
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads; fixed so the weights do not depend on the machine's core count")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(args.seed)
     tokenizer = build_tiny_tokenizer()
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed, "loss": "cross-entropy on solution + EOS tokens", "train_seconds": round(train_seconds, 1)},
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,
+        "threads": args.threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
     }
     if not args.no_eval:
