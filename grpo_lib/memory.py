@@ -67,6 +67,7 @@ __all__ = [
     "rlhf_token_rewards",
     "value_loss",
     "random_rollout",
+    "take_groups",
     "GRPOSetup",
     "PPOSetup",
     "make_grpo_setup",
@@ -276,6 +277,27 @@ def random_rollout(
         truncated=torch.ones(B, dtype=torch.bool, device=device),
         group_size=group_size,
         prompt_index=torch.arange(num_prompts).repeat_interleave(group_size),
+    )
+
+
+def take_groups(ro: Rollout, num_prompts: int) -> Rollout:
+    """The first ``num_prompts`` groups of a rollout (all G completions of each), e.g. to
+    measure memory on a slice of a real training batch."""
+    if not 1 <= num_prompts <= ro.num_prompts:
+        raise ValueError(f"num_prompts must be in 1..{ro.num_prompts} (the rollout's prompts), got {num_prompts}")
+    n = num_prompts * ro.group_size
+    return Rollout(
+        prompts=ro.prompts[:n],
+        completions=ro.completions[:n],
+        prompt_ids=ro.prompt_ids[:n],
+        prompt_mask=ro.prompt_mask[:n],
+        completion_ids=ro.completion_ids[:n],
+        completion_mask=ro.completion_mask[:n],
+        truncated=ro.truncated[:n],
+        group_size=ro.group_size,
+        temperature=ro.temperature,
+        sampler_logprobs=None if ro.sampler_logprobs is None else ro.sampler_logprobs[:n],
+        prompt_index=None if ro.prompt_index is None else ro.prompt_index[:n],
     )
 
 

@@ -173,3 +173,14 @@ def test_value_model_is_causal_and_starts_at_zero(tiny_random_lm):
     # V(s_t) sees the prompt and tokens < t only: values up to t = T - 2 unchanged
     assert torch.allclose(v1[:, : T - 1], v2[:, : T - 1])
     assert not torch.allclose(v1[:, T - 1], v2[:, T - 1])
+
+
+def test_take_groups_keeps_whole_groups(tiny_random_lm):
+    from grpo_lib.memory import take_groups
+
+    ro, _ = _rollout(tiny_random_lm, num_prompts=2, G=4)
+    sub = take_groups(ro, 1)
+    assert sub.batch_size == 4 and sub.group_size == 4
+    assert torch.equal(sub.input_ids, ro.input_ids[:4])
+    with pytest.raises(ValueError, match="num_prompts"):
+        take_groups(ro, 3)
