@@ -82,9 +82,10 @@ assert not wrong, wrong[:3]
 # %% [markdown]
 # ## Exercise 2 · A format reward that resists a known hack
 #
-# A format reward that only checks "the last line is `#### <number>`" is gamed within a few dozen
-# steps: the policy learns to answer `#### 0` and nothing else, and collects the format reward
-# for free. Another cheap trick is hedging with several answer lines. Return 1.0 for a completion
+# A format reward that only checks "the last line is `#### <number>`" (as
+# `grpo_lib.rewards.format_reward` does) can be gamed: a completion that is `#### 0` and nothing
+# else collects it for free, and a policy trained on it finds that (lesson 06's reward-hacking
+# lab). Another cheap trick is hedging with several answer lines. Return 1.0 for a completion
 # only when
 #
 # 1. its last non-empty line is `#### <number>` (after removing `<|im_end|>`),
