@@ -186,3 +186,32 @@ def test_full_finetuning_and_torch_dtype_error(tiny_dir):
     assert count_parameters(model)["fraction"] == 1.0
     with pytest.raises(TypeError, match="renamed dtype"):
         load_policy(tiny_dir, torch_dtype=torch.float16)
+
+
+# ------------------------------------------------------------------ the CLI presets
+def test_gsm8k_presets_are_registered_with_valid_configs():
+    import grpo_lib.presets_gsm8k  # noqa: F401  (registers the presets)
+    from grpo_lib.presets import get_preset
+
+    p = get_preset("gsm8k-qwen0.5b-lora")
+    cfg = p.config
+    assert (cfg.num_generations, cfg.lora_r, cfg.beta, cfg.loss_type) == (8, 32, 0.0, "dapo")
+    assert cfg.per_device_train_batch_size % cfg.micro_batch_size == 0 and cfg.save_steps > 0
+    assert [f.__name__ for f in p.reward_funcs] == ["correctness_reward", "format_reward"]
+    assert get_preset("gsm8k-qwen1.5b-lora").config.micro_batch_size < cfg.micro_batch_size
+    assert get_preset("gsm8k-tiny-lora").config.device == "cpu"
+
+
+def test_gsm8k_rows_use_the_chat_template(tiny_dir):
+    from grpo_lib.gsm8k import local_gsm8k_dir
+    from grpo_lib.presets_gsm8k import gsm8k_rows
+
+    if local_gsm8k_dir() is None:
+        pytest.skip("no offline GSM8K copy (set GRPO_GSM8K_DIR)")
+    _, tok = load_policy(tiny_dir, lora=None)
+    rows = gsm8k_rows(tok, "test", limit=3, max_question_chars=200)
+    assert len(rows) == 3
+    for r in rows:
+        assert len(r["question"]) <= 200
+        assert r["prompt"] == build_plain_prompt(r["question"])  # the tiny template
+        float(r["answer"].replace(",", ""))  # the gold number, not the whole solution
