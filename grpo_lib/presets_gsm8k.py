@@ -97,7 +97,9 @@ def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
 def _loader(model_name: str | None):
     def load_model(cfg: GRPOConfig):
         from grpo_lib.models import load_policy
+        from grpo_lib.utils import seed_everything
 
+        seed_everything(cfg.seed)  # the LoRA A matrices are initialised at random: same seed, same run
         name = model_name
         if name is None:  # the tiny chat model, written next to the run
             from grpo_lib.chat_tiny import save_tiny_chat
