@@ -133,7 +133,7 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
             rewards.append(metrics["reward"])
 
         trainer.callbacks.append(on_step_end)
-        return _train_and_report(lambda: trainer.train(), stamps, rewards, timer, model_kind)
+        return _train_and_report(lambda: trainer.train(), stamps, rewards, timer, model_kind, a.profile)
     finally:
         gt.sample_groups, gt.per_token_logprobs = originals
 
@@ -212,20 +212,30 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
     trainer._get_per_token_logps_and_entropies = timer.wrap(
         "logprob_forward", trainer._get_per_token_logps_and_entropies
     )
-    return _train_and_report(lambda: trainer.train(), stamps, rewards, timer, model_kind)
+    return _train_and_report(lambda: trainer.train(), stamps, rewards, timer, model_kind, a.profile)
 
 
-def _train_and_report(train, stamps, rewards, timer: _Timer, model_kind: str) -> dict[str, Any]:
+def _train_and_report(train, stamps, rewards, timer: _Timer, model_kind: str, profile: bool = False) -> dict[str, Any]:
     rss_before = rss_mb()
     reset_ok = reset_peak_rss()
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t0 = time.perf_counter()
     train()
     wall = time.perf_counter() - t0
+    if prof is not None:
+        prof.disable()
     step_times = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
     steady = step_times[1:] or step_times
     parts = {k: v for k, v in timer.total.items()}
     parts["other (backward, optimizer, overhead)"] = wall - sum(parts.values())
+    out_profile = _profile_top(prof) if prof is not None else None
     return {
+        "profile_top_cumulative": out_profile,
         "model": model_kind,
         "steps": len(stamps),
         "train_wall_s": wall,
@@ -238,6 +248,16 @@ def _train_and_report(train, stamps, rewards, timer: _Timer, model_kind: str) ->
         "peak_rss_train_mb": peak_rss_mb() if reset_ok else None,
         "peak_rss_process_mb": _process_peak_mb(),
     }
+
+
+def _profile_top(prof, n: int = 40) -> list[str]:
+    """The ``n`` functions with the most cumulative time (cProfile), one line each."""
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(n)
+    return [line for line in buf.getvalue().splitlines() if line.strip()]
 
 
 def _process_peak_mb() -> float:
@@ -293,6 +313,11 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return s
 
 
+def _moving_average(xs: list[float], k: int) -> list[float]:
+    """Trailing mean over the last ``k`` values (fewer at the start)."""
+    return [statistics.fmean(xs[max(0, i - k + 1) : i + 1]) for i in range(len(xs))]
+
+
 def plot(summary: dict[str, Any], runs: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -301,14 +326,15 @@ def plot(summary: dict[str, Any], runs: dict[str, list[dict[str, Any]]], path: P
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for impl, colour in (("grpo_lib", "tab:blue"), ("trl", "tab:orange")):
-        for r in runs[impl]:
-            ax1.plot(range(1, len(r["rewards"]) + 1), r["rewards"], color=colour, alpha=0.25, lw=1)
         curve = summary[impl]["reward_curve"]
-        ax1.plot(range(1, len(curve) + 1), curve, color=colour, lw=2, label=impl)
-        r0 = runs[impl][0]
-        ax2.plot(range(1, len(r0["step_times_s"]) + 1), r0["step_times_s"], color=colour, label=impl)
+        steps = range(1, len(curve) + 1)
+        ax1.plot(steps, curve, color=colour, alpha=0.3, lw=1)
+        ax1.plot(steps, _moving_average(curve, 5), color=colour, lw=2, label=f"{impl} (5-step mean)")
+        for i, r in enumerate(runs[impl]):
+            ax2.plot(range(1, len(r["step_times_s"]) + 1), r["step_times_s"], color=colour, alpha=0.8 if i == 0 else 0.4,
+                     label=impl if i == 0 else None)
     ax1.set(xlabel="step", ylabel="mean reward (correctness)", title="reward per step")
-    ax2.set(xlabel="step", ylabel="seconds", title="step time (first round)")
+    ax2.set(xlabel="step", ylabel="seconds", title="step time (every run)")
     ax1.legend()
     ax2.legend()
     fig.suptitle(title, fontsize=9)
@@ -316,6 +342,12 @@ def plot(summary: dict[str, Any], runs: dict[str, list[dict[str, Any]]], path: P
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _title(st: dict[str, Any], machine: dict[str, Any]) -> str:
+    return (f"tiny model, G={st['num_generations']}, {st['prompts_per_step']} prompts/step, lr={st['learning_rate']}, "
+            f"{st['loss_type']}, seed {st['seed']}, {st['rounds']} round(s), {st.get('threads', 0)} thread(s); "
+            f"load average at start {machine['load_average_1_5_15'][0]:.1f} on {machine['cpu_count']} cores")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -339,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                         "then holds both libraries, the training peak is still reset before each run)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/trainer_vs_trl.json)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default next to the JSON)")
+    p.add_argument("--profile", action="store_true", help="cProfile each training run; top functions go in the JSON")
+    p.add_argument("--replot", type=Path, help="redraw the PNG of an existing JSON result and exit")
     p.add_argument("--only", choices=IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -346,6 +380,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         a.steps, a.num_generations, a.prompts_per_step, a.max_new_tokens, a.dataset_size = 2, 4, 2, 8, 50
         a.in_process = True
 
+    if a.replot:
+        d = json.loads(a.replot.read_text())
+        st = d["settings"]
+        plot(d["summary"], d["runs"], a.plot or a.replot.with_suffix(".png"), _title(st, d["machine"]))
+        return d
     set_threads(a.threads)
     if a.only:  # child: one run, result to a file
         res = (run_grpo_lib if a.only == "grpo_lib" else run_trl)(a)
@@ -362,6 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         f"--seed={a.seed}",
         f"--dataset-size={a.dataset_size}",
         f"--threads={a.threads}",
+        *(["--profile"] if a.profile else []),
     ]
     out = a.out or RESULTS / ("trainer_vs_trl_quick.json" if a.quick else "trainer_vs_trl.json")
     png = a.plot or out.with_suffix(".png")
@@ -382,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     summary = summarise(runs)
     settings = {k: getattr(a, k) for k in (
         "steps", "num_generations", "prompts_per_step", "max_new_tokens", "learning_rate", "loss_type", "seed",
-        "dataset_size", "rounds", "quick", "in_process", "threads")}
+        "dataset_size", "rounds", "quick", "in_process", "threads", "profile")}
     settings.update(beta=0.0, num_iterations=1, scale_rewards="group", temperature=1.0, max_grad_norm=1.0,
                     adam_betas=[0.9, 0.99], lr_scheduler_type="constant", dtype="float32", device="cpu")
     payload = {
@@ -397,9 +437,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "runs": runs,
     }
     write_json(out, payload)
-    title = (f"tiny model, G={a.num_generations}, {a.prompts_per_step} prompts/step, lr={a.learning_rate}, "
-             f"{a.loss_type}, seed {a.seed}, {a.rounds} round(s); load {machine_before['load_average_1_5_15'][0]:.1f}")
-    plot(summary, runs, png, title)
+    plot(summary, runs, png, _title(settings, machine_before))
 
     rows = []
     for impl in IMPLS:
