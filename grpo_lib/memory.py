@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -564,8 +565,17 @@ def _profiler_rise(fn: Callable[[], Any]) -> tuple[Any, int, int]:
     the running sum of the allocator's (de)allocation events during it."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
+    # kineto prints start/stop lines on file descriptor 2: silence them, not Python's warnings.
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     events = [
         (e.start_ns(), e.nbytes())
         for e in prof.profiler.kineto_results.events()
