@@ -40,6 +40,7 @@ def tok():
     return load_tiny_tokenizer()
 
 
+@pytest.mark.slow
 def test_grpo_raises_reward_beyond_noise(tok):
     """A short fixed-seed run on 8 fixed prompts: the policy's sampled accuracy on those
     prompts, measured with 256 samples before and after, rises far beyond its standard
