@@ -160,6 +160,10 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
         push_to_hub=False,
         bf16=False,  # TRL defaults to bf16; grpo_lib trains the tiny model in fp32
         fp16=False,
+        # TRL's GRPOConfig turns gradient checkpointing ON by default (less memory, a
+        # slower backward: every block's forward runs twice); grpo_lib's default is off.
+        # Matched by default; --trl-gradient-checkpointing measures TRL's default.
+        gradient_checkpointing=a.trl_gradient_checkpointing,
         num_generations=a.num_generations,
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,  # completions per step
         gradient_accumulation_steps=1,
@@ -371,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                         "then holds both libraries, the training peak is still reset before each run)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/trainer_vs_trl.json)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default next to the JSON)")
+    p.add_argument("--trl-gradient-checkpointing", action="store_true",
+                   help="leave TRL's default gradient checkpointing on (grpo_lib does not checkpoint)")
     p.add_argument("--profile", action="store_true", help="cProfile each training run; top functions go in the JSON")
     p.add_argument("--replot", type=Path, help="redraw the PNG of an existing JSON result and exit")
     p.add_argument("--only", choices=IMPLS, help=argparse.SUPPRESS)
@@ -402,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         f"--dataset-size={a.dataset_size}",
         f"--threads={a.threads}",
         *(["--profile"] if a.profile else []),
+        *(["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else []),
     ]
     out = a.out or RESULTS / ("trainer_vs_trl_quick.json" if a.quick else "trainer_vs_trl.json")
     png = a.plot or out.with_suffix(".png")
@@ -422,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     summary = summarise(runs)
     settings = {k: getattr(a, k) for k in (
         "steps", "num_generations", "prompts_per_step", "max_new_tokens", "learning_rate", "loss_type", "seed",
-        "dataset_size", "rounds", "quick", "in_process", "threads", "profile")}
+        "dataset_size", "rounds", "quick", "in_process", "threads", "profile", "trl_gradient_checkpointing")}
     settings.update(beta=0.0, num_iterations=1, scale_rewards="group", temperature=1.0, max_grad_norm=1.0,
                     adam_betas=[0.9, 0.99], lr_scheduler_type="constant", dtype="float32", device="cpu")
     payload = {
