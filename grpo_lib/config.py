@@ -57,7 +57,10 @@ class GRPOConfig:
     Optimisation
         learning_rate, weight_decay, adam_beta1, adam_beta2, max_grad_norm (None = no clip),
         lr_scheduler_type (``"constant"`` | ``"linear"`` | ``"cosine"``), warmup_steps,
-        max_steps, micro_batch_size (completions per forward/backward; None = whole batch).
+        max_steps, micro_batch_size (completions per forward/backward; None = whole batch),
+        share_prompt_prefix (run each group's prompt once and reuse its KV cache for the
+        G completions: same log-probs and gradient, less compute; see
+        ``grpo_lib.rollout.shared_prefix_logprobs``).
     Model
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
         gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
@@ -96,6 +99,7 @@ class GRPOConfig:
     warmup_steps: int = 0
     max_steps: int = 100
     micro_batch_size: int | None = None
+    share_prompt_prefix: bool = True
     # model
     use_lora: bool = False
     lora_r: int = 16
@@ -236,6 +240,26 @@ class GRPOConfig:
             bad("warmup_steps", f"must not exceed max_steps={self.max_steps}")
         if self.micro_batch_size is not None and (not is_int(self.micro_batch_size) or self.micro_batch_size < 1):
             bad("micro_batch_size", "use None (whole batch in one pass) or a positive int of completions")
+
+        if not isinstance(self.share_prompt_prefix, bool):
+            bad("share_prompt_prefix", "use True or False")
+        elif self.share_prompt_prefix:
+            if self.gradient_checkpointing is True:
+                errors.append(
+                    "share_prompt_prefix=True and gradient_checkpointing=True: the shared prefix needs the KV cache, "
+                    "which checkpointing disables; set one of them to False"
+                )
+            if (
+                is_int(self.micro_batch_size)
+                and is_int(G)
+                and G >= 2
+                and self.micro_batch_size >= 1
+                and self.micro_batch_size % G != 0
+            ):
+                errors.append(
+                    f"micro_batch_size={self.micro_batch_size!r} with share_prompt_prefix=True must hold whole groups: "
+                    f"use a multiple of num_generations={G}, or share_prompt_prefix=False"
+                )
 
         # model
         for name in ("use_lora", "gradient_checkpointing", "progress_bar"):

@@ -30,8 +30,9 @@ from typing import Sequence
 import torch
 
 from grpo_lib.logprobs import completion_mask as _completion_mask
+from grpo_lib.logprobs import entropy_from_logits, selective_log_softmax
 
-__all__ = ["Rollout", "sample_groups"]
+__all__ = ["Rollout", "sample_groups", "shared_prefix_logprobs"]
 
 
 @dataclass
@@ -236,3 +237,50 @@ def sample_groups(
         sampler_logprobs=sampler_logprobs,
         prompt_index=prompt_index,
     )
+
+
+def shared_prefix_logprobs(
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    group_size: int,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Same numbers as ``per_token_logprobs`` over prompt + completion, prompt run once per group.
+
+    The G completions of a group share one prompt, and on the tiny task the prompt is
+    most of the sequence (~95 of ~118 tokens). So: run the G-times-fewer distinct prompts
+    once, *with* gradient, keep their KV cache, repeat it G times
+    (``cache.batch_repeat_interleave``) and run only the completions on top. Gradients
+    flow through the cached keys and values into the prompt's forward pass, so the
+    gradient is the full one, not an approximation (the tests check both the values and
+    the gradient against ``per_token_logprobs``). About 3.5x less compute per update here.
+
+    Rows must be whole groups, consecutive (``[B, ...]`` with ``B = n * group_size``).
+    Not compatible with gradient checkpointing (it needs the cache).
+    """
+    B, T = completion_ids.shape
+    if B % group_size:
+        raise ValueError(f"batch of {B} rows is not whole groups of group_size={group_size}")
+    p_ids, p_mask = prompt_ids[::group_size], prompt_mask[::group_size]
+    out = model(input_ids=p_ids, attention_mask=p_mask, use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(group_size)
+    first = out.logits[:, -1:, :].repeat_interleave(group_size, dim=0)  # predicts completion token 0
+    if T > 1:
+        attn = torch.cat([prompt_mask, completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
+        out2 = model(input_ids=completion_ids[:, :-1], attention_mask=attn, past_key_values=cache, use_cache=True)
+        logits = torch.cat([first, out2.logits], dim=1)
+    else:
+        logits = first
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp = selective_log_softmax(logits, completion_ids)
+    if not return_entropy:
+        return logp
+    with torch.no_grad():
+        entropy = torch.stack([entropy_from_logits(row) for row in logits])
+    return logp, entropy

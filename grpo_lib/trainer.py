@@ -48,7 +48,7 @@ from grpo_lib.config import GRPOConfig
 from grpo_lib.device import pick_device
 from grpo_lib.logprobs import per_token_logprobs
 from grpo_lib.losses import grpo_loss
-from grpo_lib.rollout import Rollout, sample_groups
+from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs
 from grpo_lib.utils import seed_everything
 
 __all__ = ["GRPOTrainer", "TrainerCallback", "RewardFunc", "reward_func_name"]
@@ -252,14 +252,26 @@ class GRPOTrainer:
         mb = self.config.micro_batch_size or B
         return [slice(i, min(i + mb, B)) for i in range(0, B, mb)]
 
+    def sequence_logprobs(self, model, ro: Rollout, s: slice, return_entropy: bool = False):
+        """log π(completion token) for rows ``s`` of a rollout, at the sampling temperature.
+
+        ``per_token_logprobs`` over prompt + completion, or (``share_prompt_prefix``) the
+        same numbers with each group's prompt run once (``shared_prefix_logprobs``).
+        """
+        cfg = self.config
+        if cfg.share_prompt_prefix:
+            return shared_prefix_logprobs(
+                model, ro.prompt_ids[s], ro.prompt_mask[s], ro.completion_ids[s], ro.completion_mask[s],
+                cfg.num_generations, temperature=cfg.temperature, return_entropy=return_entropy,
+            )
+        return per_token_logprobs(
+            model, ro.input_ids[s], ro.attention_mask[s], ro.logits_to_keep,
+            temperature=cfg.temperature, return_entropy=return_entropy,
+        )
+
     @torch.no_grad()
     def _logprobs_no_grad(self, model, ro: Rollout) -> torch.Tensor:
-        ids, attn, T = ro.input_ids, ro.attention_mask, ro.logits_to_keep
-        parts = [
-            per_token_logprobs(model, ids[s], attn[s], T, temperature=self.config.temperature)
-            for s in self._micro_batches(ids.shape[0])
-        ]
-        return torch.cat(parts)
+        return torch.cat([self.sequence_logprobs(model, ro, s) for s in self._micro_batches(ro.batch_size)])
 
     def reference_logprobs(self, ro: Rollout) -> torch.Tensor:
         """log π_ref of the completion tokens: the adapter switched off, or the frozen copy."""
@@ -303,7 +315,6 @@ class GRPOTrainer:
 
         self.model.train()
         B = ro.batch_size
-        ids, attn, T = ro.input_ids, ro.attention_mask, ro.logits_to_keep
         total_tokens = mask.sum().clamp(min=1.0)
         losses, grad_norms, entropies = [], [], []
         loss_metrics: dict[str, list[float]] = {}
@@ -311,9 +322,7 @@ class GRPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for s in self._micro_batches(B):
-                logp, ent = per_token_logprobs(
-                    self.model, ids[s], attn[s], T, temperature=cfg.temperature, return_entropy=True
-                )
+                logp, ent = self.sequence_logprobs(self.model, ro, s, return_entropy=True)
                 loss, m = grpo_loss(
                     logp,
                     None if old_logp is None else old_logp[s],

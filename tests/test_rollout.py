@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from grpo_lib.logprobs import per_token_logprobs  # noqa: E402
-from grpo_lib.rollout import Rollout, sample_groups  # noqa: E402
+from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs  # noqa: E402
 from grpo_lib.tasks import make_dataset  # noqa: E402
 from grpo_lib.tiny import load_tiny_model, load_tiny_tokenizer  # noqa: E402
 
@@ -122,3 +122,31 @@ def test_bad_arguments(model_tok, prompts, kw):
     args.update(kw)
     with pytest.raises(ValueError, match=next(iter(kw))):
         sample_groups(model, tok, prompts, **args)
+
+
+def test_shared_prefix_logprobs_equal_full_forward_values_and_gradient(model_tok, prompts):
+    model, tok = model_tok
+    G = 4
+    ro = sample_groups(model, tok, prompts, num_generations=G, max_new_tokens=40, generator_seed=3)
+    m = ro.completion_mask
+    grads = []
+    outs = []
+    for shared in (False, True):
+        model.zero_grad(set_to_none=True)
+        if shared:
+            lp, ent = shared_prefix_logprobs(model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, m, G,
+                                             temperature=0.8, return_entropy=True)
+        else:
+            lp, ent = per_token_logprobs(model, ro.input_ids, ro.attention_mask, ro.logits_to_keep,
+                                         temperature=0.8, return_entropy=True)
+        (lp * m).sum().backward()
+        outs.append((lp.detach(), ent))
+        grads.append([p.grad.clone() for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    mb = m.bool()
+    assert (outs[0][0] - outs[1][0])[mb].abs().max().item() < 5e-5
+    assert (outs[0][1] - outs[1][1])[mb].abs().max().item() < 5e-5
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # the prompt's forward gets its gradient too
+    with pytest.raises(ValueError, match="group_size"):
+        shared_prefix_logprobs(model, ro.prompt_ids[:3], ro.prompt_mask[:3], ro.completion_ids[:3], m[:3], G)

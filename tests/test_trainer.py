@@ -108,14 +108,15 @@ def test_resume_after_kill_gives_identical_run(tok, tmp_path):
 
 
 def _count_logprob_calls(monkeypatch):
+    """Count forward passes that compute completion log-probs (policy, old or reference)."""
     calls = {"n": 0}
-    real = trainer_mod.per_token_logprobs
+    real = trainer_mod.GRPOTrainer.sequence_logprobs
 
-    def counting(*a, **k):
+    def counting(self, *a, **k):
         calls["n"] += 1
-        return real(*a, **k)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(trainer_mod, "per_token_logprobs", counting)
+    monkeypatch.setattr(trainer_mod.GRPOTrainer, "sequence_logprobs", counting)
     return calls
 
 
@@ -174,12 +175,14 @@ def test_lora_reference_is_adapter_off(tok):
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
-def test_micro_batches_give_the_same_update(tok, loss_type):
-    """Splitting the batch into micro-batches must not change the gradient (each part's
-    loss is weighted by its share of sequences, or of tokens for the token mean)."""
+@pytest.mark.parametrize("share", [False, True])
+def test_micro_batches_and_shared_prefix_give_the_same_update(tok, loss_type, share):
+    """Neither micro-batches (each part's loss weighted by its share of sequences, or of
+    tokens for the token mean) nor the shared prompt prefix may change the gradient."""
     outs = []
-    for mb in (None, 5):
-        cfg = small_config(loss_type=loss_type, micro_batch_size=mb, max_steps=1, max_grad_norm=None)
+    for mb, sh in ((None, False), (8 if share else 5, share)):
+        cfg = small_config(loss_type=loss_type, micro_batch_size=mb, max_steps=1, max_grad_norm=None,
+                           share_prompt_prefix=sh)
         tr = GRPOTrainer(load_tiny_model(), tok, correctness_reward, rows(), cfg)
         tr.train()
         outs.append([p.grad.detach().clone() for p in tr.model.parameters()])  # grads of the (only) step
