@@ -38,6 +38,18 @@ def machine_info() -> dict[str, Any]:
         "load_average_1_5_15": list(os.getloadavg()),
     }
     try:
+        import subprocess
+
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        info["grpo_lib_modified"] = bool(
+            subprocess.run(["git", "status", "--porcelain", "grpo_lib"], cwd=REPO, capture_output=True, text=True)
+            .stdout.strip()
+        )
+    except OSError:
+        pass
+    try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu_model"] = line.split(":", 1)[1].strip()

@@ -118,9 +118,11 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
     )
     timer = _Timer()
     # Time the pieces of a step where the trainer calls them (module-level names).
-    originals = gt.sample_groups, gt.per_token_logprobs
+    originals = gt.sample_groups, gt.per_token_logprobs, getattr(gt, "shared_prefix_logprobs", None)
     gt.sample_groups = timer.wrap("generation", gt.sample_groups)
     gt.per_token_logprobs = timer.wrap("logprob_forward", gt.per_token_logprobs)
+    if originals[2] is not None:  # the shared-prompt-prefix forward (config.share_prompt_prefix)
+        gt.shared_prefix_logprobs = timer.wrap("logprob_forward", gt.shared_prefix_logprobs)
     try:
         trainer = gt.GRPOTrainer(model, tok, correctness_reward, task_rows(a.dataset_size, a.seed), config=cfg)
         trainer.compute_rewards = timer.wrap("rewards", trainer.compute_rewards)
@@ -135,7 +137,9 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
         trainer.callbacks.append(on_step_end)
         return _train_and_report(lambda: trainer.train(), stamps, rewards, timer, model_kind, a.profile)
     finally:
-        gt.sample_groups, gt.per_token_logprobs = originals
+        gt.sample_groups, gt.per_token_logprobs = originals[:2]
+        if originals[2] is not None:
+            gt.shared_prefix_logprobs = originals[2]
 
 
 def run_trl(a: argparse.Namespace) -> dict[str, Any]:
