@@ -38,6 +38,7 @@ class Preset:
         eval_steps: evaluate a subset of ``eval_subset`` rows every this many steps
             (0 = only before and after), for the accuracy curve.
         eval_stop_strings: passed to ``evaluate`` (cut a base model's invented next question).
+        torch_threads: ``torch.set_num_threads`` for the run (None = torch's default).
     """
 
     name: str
@@ -52,6 +53,7 @@ class Preset:
     eval_steps: int = 0
     eval_subset: int = 200
     eval_stop_strings: tuple[str, ...] = field(default_factory=tuple)
+    torch_threads: int | None = None
 
     def with_config(self, **overrides: Any) -> "Preset":
         """A copy whose config has ``overrides`` applied (and validated)."""
@@ -97,8 +99,11 @@ def _tiny_data(seed: int) -> tuple[Rows, Rows]:
 def tiny_preset() -> Preset:
     """GRPO on the shipped tiny model and the synthetic task, sized for 2 CPU cores.
 
-    Full fine-tuning, G = 8, 16 prompts a step, μ = 1, β = 0 (no reference pass),
-    token-mean loss ("dapo"), std-scaled advantages, grad-norm clip 1.0.
+    Full fine-tuning, G = 8, 16 prompts a step, temperature 0.7, learning rate 1e-4,
+    μ = 1, β = 0 (no reference pass), token-mean loss ("dapo"), std-scaled advantages,
+    grad-norm clip 1.0, 250 steps (about 1 s a step on one core of this machine).
+    Measured (300 steps, 317 s): greedy 29.8% -> 45.4% on the 500 held-out problems.
+    Learning rates 3e-4 and above collapsed; 2e-4 learnt slower than 1e-4.
     """
     from grpo_lib.rewards import correctness_reward
 
@@ -106,7 +111,7 @@ def tiny_preset() -> Preset:
         num_generations=8,
         per_device_train_batch_size=128,  # 16 prompts x 8 completions
         max_new_tokens=40,
-        temperature=1.0,
+        temperature=0.7,  # measured: twice the early gain of 1.0 on this checkpoint
         beta=0.0,
         epsilon=0.2,
         num_iterations=1,
@@ -115,7 +120,7 @@ def tiny_preset() -> Preset:
         learning_rate=1e-4,
         max_grad_norm=1.0,
         lr_scheduler_type="constant",
-        max_steps=200,
+        max_steps=250,
         seed=0,
         device="cpu",
         dtype="float32",
@@ -125,7 +130,7 @@ def tiny_preset() -> Preset:
     )
     return Preset(
         name="tiny",
-        description="the shipped tiny model on the synthetic task, full fine-tuning on the CPU (~4 min)",
+        description="the shipped tiny model on the synthetic task, full fine-tuning on the CPU (~4-5 min)",
         config=cfg,
         load_model=_tiny_model,
         load_data=_tiny_data,
@@ -135,6 +140,10 @@ def tiny_preset() -> Preset:
         eval_batch_size=250,
         eval_steps=25,
         eval_subset=200,
+        # One thread: the tiny model's matrices are too small to gain from a second core,
+        # and on a busy 2-core machine two threads fighting another process were measured
+        # at 28 s a step against 0.85 s with one.
+        torch_threads=1,
     )
 
 

@@ -115,6 +115,10 @@ def run_preset(preset: Preset, resume: bool = False, do_eval: bool = True, progr
     from grpo_lib.trainer import GRPOTrainer
 
     t_start = time.time()
+    if preset.torch_threads:
+        import torch
+
+        torch.set_num_threads(preset.torch_threads)
     cfg = preset.config
     out = Path(cfg.output_dir or "runs/" + preset.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-limit", type=int, help="evaluate on only the first N held-out rows (quick checks)")
     ap.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any GRPOConfig field")
     return ap
 
@@ -215,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         preset = preset.with_config(**overrides)
         if args.eval_steps is not None:
             preset.eval_steps = args.eval_steps
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            preset.torch_threads = args.threads
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
