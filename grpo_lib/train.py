@@ -96,7 +96,7 @@ def plot_curves(log_history: list[dict], acc_before: float | None, acc_after: fl
     if acc_after is not None and steps:
         pts.append((steps[-1], acc_after))
     if pts:
-        ax2.plot([s for s, _ in pts], [a for _, a in pts], "s--", ms=8, label="full held-out set")
+        ax2.plot([s for s, _ in pts], [a for _, a in pts], "s", ms=9, label="full held-out set (before, after)")
     ax2.set_xlabel("step")
     ax2.set_ylabel("greedy accuracy (strict)")
     ax2.set_ylim(0, 1)
