@@ -21,11 +21,49 @@ from .utils import masked_mean, masked_sum, seed_everything
 
 __version__ = "0.1.0"
 
+# Names whose modules import transformers or peft: loaded on first use, so that
+# ``import grpo_lib`` stays fast for the notebooks that only need the algorithm core.
+_LAZY = {
+    "GRPOConfig": "config",
+    "GRPOTrainer": "trainer",
+    "TrainerCallback": "trainer",
+    "Rollout": "rollout",
+    "sample_groups": "rollout",
+    "make_dataset": "tasks",
+    "format_prompt": "tasks",
+    "Problem": "tasks",
+    "load_tiny_model": "tiny",
+    "load_tiny_tokenizer": "tiny",
+    "build_tiny_model": "tiny",
+    "build_tiny_tokenizer": "tiny",
+    "load_policy": "models",
+    "plan_precision": "models",
+    "lora_config": "models",
+    "get_preset": "presets",
+    "register_preset": "presets",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'grpo_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "aggregate_loss",
     "answers_match",
     "build_chat_prompt",
     "build_plain_prompt",
+    "build_tiny_model",
+    "build_tiny_tokenizer",
     "completion_mask",
     "correctness_reward",
     "entropy_from_logits",
@@ -33,17 +71,26 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "extract_answer",
+    "format_prompt",
     "format_reward",
+    "get_preset",
     "gold_number",
     "group_advantages",
     "grpo_loss",
+    "GRPOConfig",
+    "GRPOTrainer",
     "GSM8KExample",
     "GSM8KSplit",
     "kl_estimate",
     "lenient_correctness_reward",
     "load_gsm8k",
+    "load_policy",
+    "load_tiny_model",
+    "load_tiny_tokenizer",
     "local_gsm8k_dir",
+    "lora_config",
     "LOSS_TYPE_TO_AGGREGATION",
+    "make_dataset",
     "masked_mean",
     "masked_sum",
     "needs_grad_scaler",
@@ -51,10 +98,16 @@ __all__ = [
     "per_token_logprobs",
     "pick_device",
     "pick_dtype",
+    "plan_precision",
     "policy_loss",
+    "Problem",
+    "register_preset",
+    "Rollout",
+    "sample_groups",
     "seed_everything",
     "selective_log_softmax",
     "SYSTEM_PROMPT",
+    "TrainerCallback",
     "wilson_interval",
     "zero_std_fraction",
 ]

@@ -67,6 +67,10 @@ def group_advantages(
     r = rewards.float()
     grouped = r.view(-1, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
+    # A float mean of equal values can be off by one rounding step (e.g. eight 0.1s), and
+    # dividing that by std + eps would give a tiny, spurious advantage: make it exactly 0.
+    all_equal = grouped.max(dim=1, keepdim=True).values == grouped.min(dim=1, keepdim=True).values
+    centred = centred.masked_fill(all_equal, 0.0)
     if scale == "none":
         return centred.reshape(-1)
     if scale == "group":

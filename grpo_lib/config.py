@@ -64,7 +64,10 @@ class GRPOConfig:
     Model
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
         gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
-        dtype (``"auto"`` | ``"float32"`` | ``"bfloat16"`` | ``"float16"``).
+        dtype (``"auto"`` | ``"float32"`` | ``"bfloat16"`` | ``"float16"``): the dtype a model
+        loader (``grpo_lib.models.load_policy``, the presets) loads the weights in; the
+        trainer takes the model in whatever dtype it arrives and, when its frozen weights
+        are fp16, scales the loss with ``torch.amp.GradScaler``.
     Bookkeeping
         seed, output_dir (None = write nothing), logging_steps, save_steps (0 = never),
         progress_bar.

@@ -151,3 +151,7 @@ def tiny_preset() -> Preset:
 
 
 register_preset("tiny", tiny_preset)
+
+
+# The GSM8K LoRA presets live in their own module and register themselves on import.
+from grpo_lib import presets_gsm8k  # noqa: E402,F401

@@ -15,7 +15,10 @@ One training step (DeepSeekMath, arXiv 2402.03300, Algorithm 1, inner loop):
    reference is the base model with the adapter switched off, peft's
    ``disable_adapter()``; with full fine-tuning a frozen copy made at start);
 6. μ = ``num_iterations`` updates: ``grpo_loss`` → backward → clip the gradient norm →
-   AdamW step.
+   AdamW step. When the frozen weights are fp16 (a T4), the loss is scaled before
+   ``backward`` and the gradients unscaled before clipping (``torch.amp.GradScaler``;
+   Micikevicius et al. 2018, arXiv 1710.03740, §3.2): GRPO's per-token gradients are small
+   enough to underflow fp16 otherwise. Trainable weights must be fp32 (or bf16).
 
 Metrics are logged per step under TRL's names (``reward``, ``reward_std``,
 ``rewards/<func>/mean``, ``frac_reward_zero_std``, ``kl``, ``clip_ratio/*``,
@@ -37,7 +40,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,8 @@ def _cb(cb: Any, name: str) -> Callable | None:
 class GRPOTrainer:
     """Group Relative Policy Optimization on a causal LM (full fine-tuning or LoRA).
 
+    fp16 models (a T4) are trained with a loss scaler; see ``SUPPORTS_GRAD_SCALER``.
+
     Args:
         model: a transformers causal LM (or a peft model). With ``config.use_lora`` and a
             plain model, a LoRA adapter is added (``lora_r``, ``lora_alpha``, ...).
@@ -104,6 +108,9 @@ class GRPOTrainer:
         reward_weights: overrides ``config.reward_weights``; one float per function.
         callbacks: :class:`TrainerCallback` objects or functions ``f(step, metrics)``.
     """
+
+    #: The trainer scales the loss when the model's frozen weights are fp16.
+    SUPPORTS_GRAD_SCALER = True
 
     def __init__(
         self,
@@ -162,6 +169,15 @@ class GRPOTrainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
+        half = [n for n, p in self.model.named_parameters() if p.requires_grad and p.dtype == torch.float16]
+        if half:
+            raise ValueError(
+                f"{len(half)} trainable parameters are float16 (e.g. {half[0]}): fp16 rounds small updates away. "
+                "Keep trainable weights in float32 (grpo_lib.models.load_policy does this for LoRA adapters) "
+                "or load the model in float32/bfloat16."
+            )
+        fp16_frozen = any(p.dtype == torch.float16 for p in self.model.parameters())
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_frozen)
         self.optimizer = torch.optim.AdamW(
             params,
             lr=cfg.learning_rate,
@@ -342,13 +358,15 @@ class GRPOTrainer:
                     w = (mask[s].sum() / total_tokens).item()
                 else:
                     w = (s.stop - s.start) / B
-                (loss * w).backward()
+                self.scaler.scale(loss * w).backward()  # a no-op scale unless fp16
                 step_loss += loss.item() * w
                 for k, v in m.items():
                     loss_metrics.setdefault(k, []).append(v)
                 entropies.append(((ent * mask[s]).sum() / total_tokens).item())
+            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
             gn = _clip_and_norm(self.model, cfg.max_grad_norm)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
+            self.scaler.update()
             self.scheduler.step()
             losses.append(step_loss)
             grad_norms.append(gn)
@@ -379,6 +397,7 @@ class GRPOTrainer:
                 "grad_norm": grad_norms[-1],
                 "learning_rate": self.scheduler.get_last_lr()[0],
                 "epoch": (self.global_step + 1) * cfg.prompts_per_step / len(self.dataset),
+                **({"grad_scale": self.scaler.get_scale()} if self.scaler.is_enabled() else {}),
                 "step_time": t_step,
                 "generation_time": t_gen,
                 "tokens_per_second": lengths.sum().item() / max(t_step, 1e-9),
@@ -480,6 +499,7 @@ class GRPOTrainer:
             {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "python_rng": random.getstate(),
@@ -517,6 +537,8 @@ class GRPOTrainer:
         st = torch.load(path / "state.pt", weights_only=False)
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
+        if st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
         torch.set_rng_state(st["torch_rng"])
         if st["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["cuda_rng"])
@@ -575,5 +597,3 @@ def _set_numpy_state(state) -> None:
 
     np.random.set_state(state)
 
-
-_ = nullcontext  # kept for readers who add autocast around the forward pass

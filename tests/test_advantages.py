@@ -29,6 +29,15 @@ def test_worked_example_graded_rewards_by_hand():
     assert adv.sum().abs() < 1e-6
 
 
+@pytest.mark.parametrize("value", [0.1, 0.3, 1 / 3, 0.7, 2.2])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_equal_non_integer_rewards_give_exactly_zero(value, scale):
+    # the float mean of seven 0.1s is not exactly 0.1: without care, (r - mean) / (std + eps) ~ 1e-3
+    r = torch.tensor([value] * 7 + [0.0] * 7)
+    adv = group_advantages(r, 7, scale=scale)
+    assert torch.equal(adv, torch.zeros(14))
+
+
 def test_groups_are_normalised_independently():
     r = torch.tensor([1.0, 0.0, 10.0, 20.0])  # two groups of 2 on very different scales
     adv = group_advantages(r, 2, eps=0.0, unbiased=False)

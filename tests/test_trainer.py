@@ -223,3 +223,31 @@ def test_bad_trainer_arguments(tok):
         GRPOTrainer(m, tok, correctness_reward, rows(2), small_config())
     with pytest.raises(ValueError, match="prompt"):
         GRPOTrainer(m, tok, correctness_reward, [{"question": "x"}] * 8, small_config())
+
+
+def test_fp16_base_trains_lora_with_a_grad_scaler(tok):
+    """A T4 setup on the CPU: frozen fp16 base, fp32 LoRA adapter. The loss is scaled
+    (a scale is logged), the adapter moves, the fp16 base does not, and the update is finite."""
+    from peft import LoraConfig, get_peft_model
+
+    model = load_tiny_model().to(torch.float16)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            p.data = p.data.float()  # adapters in fp32, as grpo_lib.models.load_policy keeps them
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    tr = GRPOTrainer(model, tok, correctness_reward, rows(), small_config(max_steps=2, learning_rate=1e-3))
+    assert tr.scaler.is_enabled() and GRPOTrainer.SUPPORTS_GRAD_SCALER
+    hist = tr.train()
+    assert all("grad_scale" in m and m["grad_scale"] > 1 for m in hist)
+    after = dict(tr.model.named_parameters())
+    assert all(torch.equal(after[n], t) for n, t in base_before.items())
+    moved = [n for n, t in lora_before.items() if not torch.equal(after[n].detach(), t)]
+    assert moved and all(torch.isfinite(after[n]).all() for n in lora_before)
+
+
+def test_fp16_trainable_weights_are_refused(tok):
+    model = load_tiny_model().to(torch.float16)
+    with pytest.raises(ValueError, match="trainable parameters are float16"):
+        GRPOTrainer(model, tok, correctness_reward, rows(), small_config(use_lora=False))
