@@ -60,7 +60,8 @@ class GRPOConfig:
         max_steps, micro_batch_size (completions per forward/backward; None = whole batch),
         share_prompt_prefix (run each group's prompt once and reuse its KV cache for the
         G completions: same log-probs and gradient, less compute; see
-        ``grpo_lib.rollout.shared_prefix_logprobs``).
+        ``grpo_lib.rollout.shared_prefix_logprobs``; None = on unless
+        ``gradient_checkpointing``, which needs the cache off).
     Model
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
         gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
@@ -102,7 +103,7 @@ class GRPOConfig:
     warmup_steps: int = 0
     max_steps: int = 100
     micro_batch_size: int | None = None
-    share_prompt_prefix: bool = True
+    share_prompt_prefix: bool | None = None
     # model
     use_lora: bool = False
     lora_r: int = 16
@@ -244,8 +245,11 @@ class GRPOConfig:
         if self.micro_batch_size is not None and (not is_int(self.micro_batch_size) or self.micro_batch_size < 1):
             bad("micro_batch_size", "use None (whole batch in one pass) or a positive int of completions")
 
+        if self.share_prompt_prefix is None:
+            # Default: share the prefix, unless checkpointing (which needs the cache off) is on.
+            self.share_prompt_prefix = self.gradient_checkpointing is not True
         if not isinstance(self.share_prompt_prefix, bool):
-            bad("share_prompt_prefix", "use True or False")
+            bad("share_prompt_prefix", "use True, False or None (= not gradient_checkpointing)")
         elif self.share_prompt_prefix:
             if self.gradient_checkpointing is True:
                 errors.append(

@@ -120,3 +120,11 @@ def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match="num_generation"):
         GRPOConfig.from_dict({"num_generation": 8})
     assert GRPOConfig.from_dict(GRPOConfig(seed=3).to_dict()).seed == 3
+
+
+def test_share_prompt_prefix_defaults_to_off_under_gradient_checkpointing():
+    from grpo_lib.config import GRPOConfig
+
+    assert GRPOConfig().share_prompt_prefix is True
+    assert GRPOConfig(gradient_checkpointing=True).share_prompt_prefix is False
+    assert GRPOConfig(share_prompt_prefix=False).share_prompt_prefix is False
