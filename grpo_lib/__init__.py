@@ -14,7 +14,7 @@ from .device import needs_grad_scaler, pick_device, pick_dtype
 from .evaluate import EvalRecord, EvalResult, evaluate, wilson_interval
 from .gsm8k import SYSTEM_PROMPT, GSM8KExample, GSM8KSplit, build_chat_prompt, build_plain_prompt, load_gsm8k, local_gsm8k_dir
 from .kl import kl_estimate
-from .logprobs import completion_mask, entropy_from_logits, per_token_logprobs, selective_log_softmax
+from .logprobs import completion_mask, entropy_from_logits, per_token_logprobs, selective_log_softmax, stop_token_ids
 from .losses import LOSS_TYPE_TO_AGGREGATION, aggregate_loss, grpo_loss, policy_loss
 from .rewards import correctness_reward, format_reward, lenient_correctness_reward
 from .utils import masked_mean, masked_sum, seed_everything
@@ -106,6 +106,7 @@ __all__ = [
     "sample_groups",
     "seed_everything",
     "selective_log_softmax",
+    "stop_token_ids",
     "SYSTEM_PROMPT",
     "TrainerCallback",
     "wilson_interval",

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from grpo_lib.answers import answers_match, extract_answer, gold_number
+from grpo_lib.logprobs import stop_token_ids
 
 __all__ = ["EvalRecord", "EvalResult", "evaluate", "wilson_interval"]
 
@@ -122,18 +123,6 @@ class EvalResult:
         )
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token that ends a completion: the tokenizer's EOS and the model's
-    ``generation_config.eos_token_id`` (instruct models list several, e.g. Qwen2.5's
-    ``<|im_end|>`` and ``<|endoftext|>``)."""
-    ids: list[int] = []
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for x in ([gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])) + [tokenizer.eos_token_id]:
-        if x is not None and x not in ids:
-            ids.append(int(x))
-    return ids
-
-
 def _device(model: Any) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -209,7 +198,7 @@ def evaluate(
     """
     _check(prompts, answers, max_new_tokens, batch_size)
     golds = [gold_number(a) for a in answers]
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = stop_token_ids(model, tokenizer)
     if not eos_ids:
         raise ValueError("the tokenizer has no eos_token and the model's generation_config "
                          "no eos_token_id: set tokenizer.eos_token")

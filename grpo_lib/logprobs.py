@@ -39,6 +39,18 @@ def completion_mask(completion_ids: torch.Tensor, eos_token_id: int | Sequence[i
     return (positions <= first_eos.unsqueeze(1)).long()
 
 
+def stop_token_ids(model: torch.nn.Module | None, tokenizer) -> list[int]:
+    """Every token id that ends a completion: the model's ``generation_config.eos_token_id``
+    (instruct models list several, e.g. Qwen2.5's ``<|im_end|>`` and ``<|endoftext|>``) and
+    the tokenizer's EOS. Sampling, masking and evaluation must all stop on the same set."""
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for x in ([gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])) + [tokenizer.eos_token_id]:
+        if x is not None and int(x) not in ids:
+            ids.append(int(x))
+    return ids
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy ``H = logsumexp(z) - Σ_v softmax(z)_v z_v`` of each distribution (last dim)."""
     z = logits.float()

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from grpo_lib.logprobs import completion_mask as _completion_mask
+from grpo_lib.logprobs import completion_mask, stop_token_ids
 from grpo_lib.logprobs import entropy_from_logits, selective_log_softmax
 
 __all__ = ["Rollout", "sample_groups", "shared_prefix_logprobs"]
@@ -184,6 +184,7 @@ def sample_groups(
     prompt_ids = enc["input_ids"].to(device)
     prompt_mask = enc["attention_mask"].to(device)
 
+    eos_ids = stop_token_ids(model, tokenizer)
     was_training = model.training
     model.eval()
     try:
@@ -195,7 +196,7 @@ def sample_groups(
             top_p=float(top_p),
             top_k=int(top_k) if top_k else 0,
             max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=eos_ids,
             pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
             return_dict_in_generate=True,
@@ -206,8 +207,8 @@ def sample_groups(
             model.train()
 
     completion_ids = out.sequences[:, prompt_ids.shape[1] :]
-    mask = _completion_mask(completion_ids, tokenizer.eos_token_id).float()
-    has_eos = (completion_ids == tokenizer.eos_token_id).any(dim=1)
+    mask = completion_mask(completion_ids, eos_ids).float()
+    has_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device)).any(dim=1)
     truncated = ~has_eos
 
     sampler_logprobs = None

@@ -67,3 +67,15 @@ def test_per_token_logprobs_carry_gradient_and_check_arguments(tiny_random_lm):
         per_token_logprobs(tiny_random_lm, ids, attn, 3, temperature=0.0)
     with pytest.raises(ValueError, match="logits_to_keep"):
         per_token_logprobs(tiny_random_lm, ids, attn, 6)
+
+
+def test_stop_token_ids_joins_generation_config_and_tokenizer():
+    from types import SimpleNamespace
+
+    from grpo_lib import stop_token_ids
+
+    tok = SimpleNamespace(eos_token_id=7)
+    qwen_like = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[151645, 151643]))
+    assert stop_token_ids(qwen_like, tok) == [151645, 151643, 7]
+    assert stop_token_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=7)), tok) == [7]
+    assert stop_token_ids(None, tok) == [7]
