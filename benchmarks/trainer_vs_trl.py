@@ -57,6 +57,17 @@ def load_model_and_tokenizer(seed: int):
         return tiny.build_tiny_model(tok, seed=seed), tok, "RANDOM INIT (no shipped checkpoint found)"
 
 
+
+def shared_settings(a: argparse.Namespace) -> dict:
+    """The settings both trainers take under the same name: one dict, so they cannot drift."""
+    return dict(
+        temperature=1.0, top_p=1.0, top_k=0, beta=0.0, epsilon=0.2, num_iterations=1,
+        loss_type=a.loss_type, scale_rewards="group", learning_rate=a.learning_rate,
+        adam_beta1=0.9, adam_beta2=0.99,  # grpo_lib's default (TRL's is 0.999)
+        weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
+        max_steps=a.steps, seed=a.seed,
+    )
+
 def task_rows(n: int, seed: int) -> list[dict[str, Any]]:
     """Training rows ``{"prompt", "answer"}``, as the tiny preset builds them."""
     from grpo_lib.tasks import make_dataset
@@ -95,22 +106,7 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
         num_generations=a.num_generations,
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,
         max_new_tokens=a.max_new_tokens,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        beta=0.0,
-        epsilon=0.2,
-        num_iterations=1,
-        loss_type=a.loss_type,
-        scale_rewards="group",
-        learning_rate=a.learning_rate,
-        adam_beta1=0.9,
-        adam_beta2=0.99,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="constant",
-        max_steps=a.steps,
-        seed=a.seed,
+        **shared_settings(a),
         device="cpu",
         dtype="float32",
         output_dir=None,
@@ -172,23 +168,8 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,  # completions per step
         gradient_accumulation_steps=1,
         max_completion_length=a.max_new_tokens,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        beta=0.0,
-        epsilon=0.2,
-        num_iterations=1,
-        loss_type=a.loss_type,
-        scale_rewards="group",
-        learning_rate=a.learning_rate,
-        adam_beta1=0.9,
-        adam_beta2=0.99,  # grpo_lib's default (TRL's is 0.999)
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="constant",
         warmup_steps=0,
-        max_steps=a.steps,
-        seed=a.seed,
+        **shared_settings(a),
         logging_steps=1,
         save_strategy="no",
         disable_tqdm=True,
