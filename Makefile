@@ -3,7 +3,6 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
-export MPLBACKEND ?= Agg
 
 .PHONY: help setup train test test-fast lab strip clean
 
@@ -28,10 +27,10 @@ train: setup
 	$(BIN)/python -m grpo_lib.train --preset tiny --output-dir runs/tiny
 
 test: setup
-	$(BIN)/python -m pytest --durations=25
+	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=25
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not notebook"
+	MPLBACKEND=Agg $(BIN)/python -m pytest -m "not notebook"
 
 lab: setup
 	HF_HUB_OFFLINE=0 $(BIN)/jupyter lab notebooks/00_welcome.ipynb
