@@ -135,3 +135,13 @@ def fmt_table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+TINY_MODEL = "pretrained (grpo_lib/assets/tiny)"
+
+
+def load_tiny():
+    """The shipped pretrained tiny model and its tokenizer: what every benchmark measures."""
+    from grpo_lib.tiny import load_tiny_model, load_tiny_tokenizer
+
+    return load_tiny_model(), load_tiny_tokenizer(), TINY_MODEL

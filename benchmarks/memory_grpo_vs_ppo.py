@@ -46,11 +46,7 @@ def build_model(name: str):
     from grpo_lib import tiny
 
     if name == "tiny":
-        try:
-            return tiny.load_tiny_model(), "grpo_lib.tiny.load_tiny_model()"
-        except FileNotFoundError:
-            tok = tiny.build_tiny_tokenizer()
-            return tiny.build_tiny_model(tok), "grpo_lib.tiny.build_tiny_model() (random init)"
+        return tiny.load_tiny_model(), "grpo_lib.tiny.load_tiny_model()"
     if name == "wide":
         tok = tiny.build_tiny_tokenizer()
         return tiny.build_tiny_model(tok, **WIDE), f"grpo_lib.tiny.build_tiny_model(**{WIDE}) (random init)"

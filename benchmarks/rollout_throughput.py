@@ -31,20 +31,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, machine_info, set_threads, write_json  # noqa: E402
+from _common import RESULTS, load_tiny, fmt_table, machine_info, set_threads, write_json  # noqa: E402
 
 MODES = ("grouped", "per_prompt", "one_at_a_time")
-
-
-def load(seed: int):
-    from grpo_lib import tiny
-
-    try:
-        return tiny.load_tiny_model(), tiny.load_tiny_tokenizer(), "pretrained (grpo_lib/assets/tiny)"
-    except FileNotFoundError:
-        tok = tiny.build_tiny_tokenizer()
-        tok.padding_side = "left"
-        return tiny.build_tiny_model(tok, seed=seed), tok, "random init (no shipped checkpoint)"
 
 
 def run_mode(mode: str, model, tok, prompts: list[str], G: int, max_new_tokens: int, seed: int) -> dict[str, float]:
@@ -93,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from grpo_lib.tasks import make_dataset
 
-    model, tok, kind = load(a.seed)
+    model, tok, kind = load_tiny()
     model.eval()
     prompts = [q.prompt for q in make_dataset(a.num_prompts, "train", seed=a.seed)]
     run_mode("grouped", model, tok, prompts[:1], 2, 2, a.seed)  # warm-up (first-call overheads)

@@ -39,24 +39,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fmt_table, set_threads, machine_info, peak_rss_mb, reset_peak_rss, rss_mb, write_json  # noqa: E402
+from _common import RESULTS, load_tiny, fmt_table, set_threads, machine_info, peak_rss_mb, reset_peak_rss, rss_mb, write_json  # noqa: E402
 
 IMPLS = ("grpo_lib", "trl")
 
 
 # --------------------------------------------------------------------------- setup
-def load_model_and_tokenizer(seed: int):
-    """The shipped pretrained tiny model, or (if it is not there) a random one, flagged."""
-    from grpo_lib import tiny
-
-    try:
-        return tiny.load_tiny_model(), tiny.load_tiny_tokenizer(), "pretrained (grpo_lib/assets/tiny)"
-    except FileNotFoundError:
-        tok = tiny.build_tiny_tokenizer()
-        tok.padding_side = "left"
-        return tiny.build_tiny_model(tok, seed=seed), tok, "RANDOM INIT (no shipped checkpoint found)"
-
-
 
 def shared_settings(a: argparse.Namespace) -> dict:
     """The settings both trainers take under the same name: one dict, so they cannot drift."""
@@ -101,7 +89,7 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
     from grpo_lib.rewards import correctness_reward
 
     torch.manual_seed(a.seed)
-    model, tok, model_kind = load_model_and_tokenizer(a.seed)
+    model, tok, model_kind = load_tiny()
     cfg = GRPOConfig(
         num_generations=a.num_generations,
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,
@@ -151,7 +139,7 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
 
     warnings.filterwarnings("ignore")
     torch.manual_seed(a.seed)
-    model, tok, model_kind = load_model_and_tokenizer(a.seed)
+    model, tok, model_kind = load_tiny()
     out_dir = tempfile.mkdtemp(prefix="trl_bench_")
     args = TRLConfig(
         output_dir=out_dir,
