@@ -24,6 +24,7 @@ numbers; a silently applied top-k (``generate``'s default is 50) would break tha
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -240,6 +241,22 @@ def sample_groups(
     )
 
 
+def cache_argument(model) -> str:
+    """The name of the forward's KV-cache argument: ``cache`` (transformers >= 5.24) or ``past_key_values``.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and is
+    due to go in 5.40); the course supports both, so it asks the model's own signature.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache of a forward's output, under either name (see :func:`cache_argument`)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def shared_prefix_logprobs(
     model,
     prompt_ids: torch.Tensor,
@@ -268,12 +285,13 @@ def shared_prefix_logprobs(
         raise ValueError(f"batch of {B} rows is not whole groups of group_size={group_size}")
     p_ids, p_mask = prompt_ids[::group_size], prompt_mask[::group_size]
     out = model(input_ids=p_ids, attention_mask=p_mask, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_repeat_interleave(group_size)
     first = out.logits[:, -1:, :].repeat_interleave(group_size, dim=0)  # predicts completion token 0
     if T > 1:
         attn = torch.cat([prompt_mask, completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
-        out2 = model(input_ids=completion_ids[:, :-1], attention_mask=attn, past_key_values=cache, use_cache=True)
+        out2 = model(input_ids=completion_ids[:, :-1], attention_mask=attn, use_cache=True,
+                     **{cache_argument(model): cache})
         logits = torch.cat([first, out2.logits], dim=1)
     else:
         logits = first
