@@ -101,14 +101,19 @@ def tiny_preset() -> Preset:
 
     Full fine-tuning, G = 8, 16 prompts a step, temperature 0.7, learning rate 1e-4,
     μ = 1, β = 0 (no reference pass), token-mean loss ("dapo"), std-scaled advantages,
-    grad-norm clip 1.0, 250 steps (about 1 s a step on one core of this machine).
-    Measured on the shared 2-core machine (benchmarks/tiny_grpo.py, greedy strict accuracy
-    on the 500 held-out problems): these defaults 29.8% -> 41.4% in 229 s; 300 steps
-    29.8% -> 45.4% in 317 s; μ = 2 at 250 steps 29.8% -> 45.6% in 361 s. Issue 3's goal
-    (+30 points in 5 minutes) is NOT reached. Learning rates of 3e-4 and above
-    collapsed; 2e-4 learnt slower than 1e-4.
+    grad-norm clip 1.0, 100 steps, the shared-prefix sampler. The checkpoint has two habits
+    (``scripts/pretrain_tiny.py``): worked solutions and a careless "add up every number";
+    greedy decoding mostly picks the careless one. ``shows_work_reward`` is logged with
+    weight 0, so the run shows the habit switching.
+
+    Measured (benchmarks/tiny_grpo.py, greedy strict accuracy on the 500 held-out
+    problems, one torch thread, 2-core machine): 250 steps 28.8% -> 80.8% in 466 s; the share
+    of sampled completions that show work went 0.40 -> 0.90 in 30 steps, and the accuracy on
+    the 200-problem subset was 80% at step 25 and 83-84% from step 200 on. See the README
+    for the 100-step figure.
     """
     from grpo_lib.rewards import correctness_reward
+    from grpo_lib.tasks import shows_work_reward
 
     cfg = GRPOConfig(
         num_generations=8,
@@ -123,7 +128,7 @@ def tiny_preset() -> Preset:
         learning_rate=1e-4,
         max_grad_norm=1.0,
         lr_scheduler_type="constant",
-        max_steps=250,
+        max_steps=100,
         seed=0,
         device="cpu",
         dtype="float32",
@@ -133,15 +138,16 @@ def tiny_preset() -> Preset:
     )
     return Preset(
         name="tiny",
-        description="the shipped tiny model on the synthetic task, full fine-tuning on the CPU (~4-5 min)",
+        description="the shipped tiny model on the synthetic task, full fine-tuning on the CPU (~2-4 min)",
         config=cfg,
         load_model=_tiny_model,
         load_data=_tiny_data,
-        reward_funcs=[correctness_reward],
-        reward_weights=None,
+        # shows_work_reward, weight 0: not rewarded, only logged (rewards/shows_work_reward/mean)
+        reward_funcs=[correctness_reward, shows_work_reward],
+        reward_weights=[1.0, 0.0],
         eval_max_new_tokens=40,
         eval_batch_size=250,
-        eval_steps=25,
+        eval_steps=10,
         eval_subset=200,
         # One thread: the tiny model's matrices are too small to gain from a second core,
         # and on a busy 2-core machine two threads fighting another process were measured

@@ -15,6 +15,13 @@ Difficulty knob: ``difficulty`` is the largest number of reasoning steps (1 to 3
 problem has between 1 and ``difficulty`` steps, drawn uniformly. Operands are 1..9
 (multiplication keeps the product below 100; subtraction never goes below 0).
 
+Two habits: besides the worked solution, ``shortcut_solution`` gives the answer a hurried
+solver writes, "add up every number in the question" (``#### 3+4+2`` -> ``#### 9``), with no
+working. It is right only when every step is an addition. ``scripts/pretrain_tiny.py``
+mixes both habits into the tiny model's supervised data, the way a real base model has
+seen both careful and careless solutions; ``shows_work`` tells them apart in a sample.
+GRPO's reward is the only thing that says which habit pays.
+
 Train/test split: a problem belongs to the test split iff a hash of its question text
 falls in a fixed bucket (``TEST_BUCKET``, about 1 in 8). Train sampling rejects every
 test-bucket question and vice versa, so the two splits never share a question,
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -34,6 +42,9 @@ __all__ = [
     "make_dataset",
     "format_prompt",
     "split_of",
+    "shortcut_solution",
+    "shows_work",
+    "shows_work_reward",
     "PROMPT_TEMPLATE",
 ]
 
@@ -76,6 +87,36 @@ class Problem:
 def format_prompt(question: str) -> str:
     """The prompt string for a question (``PROMPT_TEMPLATE``)."""
     return PROMPT_TEMPLATE.format(question=question)
+
+
+def shortcut_solution(question: str) -> str:
+    """The careless habit: ``#### <sum of every number written in the question>``, no working.
+
+    >>> shortcut_solution("Ann has 3 pens. She buys 4 more. Then she gives away 2. How many pens does Ann have?")
+    '#### 9'
+    """
+    numbers = [int(x) for x in re.findall(r"\d+", question)]
+    if not numbers:
+        raise ValueError(f"question has no number to add up: {question!r}")
+    return f"#### {sum(numbers)}"
+
+
+def shows_work(completion: str) -> bool:
+    """True if the completion writes at least one equation (``a<op>b=c``) before its ``####`` line."""
+    head = completion.split("####", 1)[0]
+    return re.search(r"\d\s*[-+*/]\s*\d+\s*=", head) is not None
+
+
+def shows_work_reward(prompts, completions, **columns) -> list[float]:
+    """TRL-signature diagnostic: 1.0 where the completion shows its work (:func:`shows_work`).
+
+    The tiny preset passes it with weight 0: it does not change the reward, but the trainer
+    logs it as ``rewards/shows_work_reward/mean``, the fraction of sampled completions that
+    use the careful habit, so a run shows *what* GRPO changed.
+    """
+    from grpo_lib.rewards import completion_text
+
+    return [1.0 if shows_work(completion_text(c)) else 0.0 for c in completions]
 
 
 def split_of(question: str) -> Split:

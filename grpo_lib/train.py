@@ -83,6 +83,13 @@ def plot_curves(log_history: list[dict], acc_before: float | None, acc_after: fl
     if len(reward) >= k > 1:
         ma = [sum(reward[max(0, i - k + 1) : i + 1]) / len(reward[max(0, i - k + 1) : i + 1]) for i in range(len(reward))]
         ax1.plot(steps, ma, lw=2, label=f"moving average ({k})")
+    parts = sorted({key for m in log_history for key in m if key.startswith("rewards/") and key.endswith("/mean")})
+    if len(parts) > 1:  # several reward functions (some may be weight-0 diagnostics): each one's mean
+        for key in parts:
+            vals = [m.get(key, float("nan")) for m in log_history]
+            w = max(1, len(vals) // 20)
+            sm = [sum(vals[max(0, i - w + 1): i + 1]) / len(vals[max(0, i - w + 1): i + 1]) for i in range(len(vals))]
+            ax1.plot(steps, sm, lw=1.2, ls="--", label=key.split("/")[1])
     ax1.set_xlabel("step")
     ax1.set_ylabel("reward")
     ax1.set_title("training reward")

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from grpo_lib.answers import extract_answer
-from grpo_lib.tasks import format_prompt, make_dataset, make_problem, split_of
+from grpo_lib.tasks import (format_prompt, make_dataset, make_problem, shortcut_solution, shows_work,
+                            shows_work_reward, split_of)
 
 
 def test_same_seed_same_problems_other_seed_different():
@@ -71,3 +72,26 @@ def test_prompt_format():
     p = make_dataset(1, "test")[0]
     assert p.prompt == format_prompt(p.question) == f"Q: {p.question}\nA:\n"
     assert p.to_dict()["prompt"] == p.prompt
+
+
+def test_shortcut_adds_up_every_number_of_the_question():
+    q = "Ann has 3 pens. She buys 4 more. Then she gives away 2. How many pens does Ann have?"
+    assert shortcut_solution(q) == "#### 9"  # the careless habit: 3 + 4 + 2, not 3 + 4 - 2 = 5
+    assert shortcut_solution("Kim has 4 bags with 7 cups each. How many cups does Kim have?") == "#### 11"
+    with pytest.raises(ValueError, match="no number"):
+        shortcut_solution("How many pens?")
+    # right exactly when every step is an addition
+    for p in make_dataset(300, "train", seed=4, unique=False):
+        all_adds = all("+" in line for line in p.solution.split("\n")[:-1])
+        if all_adds:
+            assert extract_answer(shortcut_solution(p.question), mode="strict") == p.answer
+
+
+def test_shows_work_tells_the_two_habits_apart():
+    for p in make_dataset(100, "train", seed=5, unique=False):
+        assert shows_work(p.solution)
+        assert not shows_work(shortcut_solution(p.question))
+    assert not shows_work("#### 7\n3+4=7")  # working after the answer does not count
+    assert shows_work("3 + 4 = 7\n#### 7")
+    rewards = shows_work_reward(["q"] * 3, ["3+4=7\n#### 7", "#### 7", [{"role": "assistant", "content": "2*3=6\n#### 6"}]])
+    assert rewards == [1.0, 0.0, 1.0]
