@@ -3,9 +3,12 @@
 GRPO needs G completions of every prompt. ``grpo_lib.rollout.sample_groups`` repeats each
 prompt G times and samples all ``N * G`` completions in ONE batched ``generate`` call (KV
 cache on). The naive loop calls ``generate`` once per completion. Same model, prompts,
-sampling settings and token budget; three ways:
+sampling settings and token budget; four ways:
 
-- ``grouped``: ``sample_groups(model, tok, prompts, G)``, one call for the whole batch;
+- ``shared_prefix``: ``sample_groups(..., sampler="shared_prefix")``, one batch, each distinct
+  prompt prefilled once and its KV cache repeated G times, then a plain decode loop (the
+  trainer's default);
+- ``grouped``: ``sample_groups(model, tok, prompts, G)``, one ``generate`` call for the whole batch;
 - ``per_prompt``: ``sample_groups(model, tok, [prompt], G)``, one call per prompt;
 - ``one_at_a_time``: ``sample_groups(model, tok, [prompt], 1)``, N * G calls.
 
@@ -33,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, load_tiny, fmt_table, machine_info, set_threads, write_json  # noqa: E402
 
-MODES = ("grouped", "per_prompt", "one_at_a_time")
+MODES = ("shared_prefix", "grouped", "per_prompt", "one_at_a_time")
 
 
 def run_mode(mode: str, model, tok, prompts: list[str], G: int, max_new_tokens: int, seed: int) -> dict[str, float]:
@@ -47,7 +50,10 @@ def run_mode(mode: str, model, tok, prompts: list[str], G: int, max_new_tokens: 
     tokens = calls = 0
     t0 = time.perf_counter()
     with torch.inference_mode():
-        if mode == "grouped":
+        if mode == "shared_prefix":
+            ro = sample_groups(model, tok, prompts, G, sampler="shared_prefix", **kw)
+            tokens, calls = int(ro.completion_mask.sum()), 1
+        elif mode == "grouped":
             ro = sample_groups(model, tok, prompts, G, **kw)
             tokens, calls = int(ro.completion_mask.sum()), 1
         elif mode == "per_prompt":
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, tok, kind = load_tiny()
     model.eval()
     prompts = [q.prompt for q in make_dataset(a.num_prompts, "train", seed=a.seed)]
-    run_mode("grouped", model, tok, prompts[:1], 2, 2, a.seed)  # warm-up (first-call overheads)
+    for mode in ("grouped", "shared_prefix"):
+        run_mode(mode, model, tok, prompts[:1], 2, 2, a.seed)  # warm-up (first-call overheads)
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     for r in range(a.repeats):  # interleaved, so a load change hits every mode
         for mode in MODES:

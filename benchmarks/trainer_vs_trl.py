@@ -95,6 +95,7 @@ def run_grpo_lib(a: argparse.Namespace) -> dict[str, Any]:
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,
         max_new_tokens=a.max_new_tokens,
         **shared_settings(a),
+        sampler=a.sampler,
         device="cpu",
         dtype="float32",
         output_dir=None,
@@ -336,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default="shared_prefix", choices=["shared_prefix", "generate"],
+                   help="grpo_lib's sampler (GRPOConfig.sampler); TRL always uses generate")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for both trainers (default 1: on a loaded shared machine 2 threads "
                         "were 10x slower, OpenMP workers waiting on each other; 0 = torch's default)")
@@ -377,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         f"--max-new-tokens={a.max_new_tokens}",
         f"--learning-rate={a.learning_rate}",
         f"--loss-type={a.loss_type}",
+        f"--sampler={a.sampler}",
         f"--seed={a.seed}",
         f"--dataset-size={a.dataset_size}",
         f"--threads={a.threads}",
@@ -402,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     summary = summarise(runs)
     settings = {k: getattr(a, k) for k in (
         "steps", "num_generations", "prompts_per_step", "max_new_tokens", "learning_rate", "loss_type", "seed",
-        "dataset_size", "rounds", "quick", "in_process", "threads", "profile", "trl_gradient_checkpointing")}
+        "dataset_size", "rounds", "quick", "in_process", "threads", "profile", "trl_gradient_checkpointing", "sampler")}
     settings.update(beta=0.0, num_iterations=1, scale_rewards="group", temperature=1.0, max_grad_norm=1.0,
                     adam_betas=[0.9, 0.99], lr_scheduler_type="constant", dtype="float32", device="cpu")
     payload = {

@@ -43,6 +43,9 @@ class GRPOConfig:
         max_new_tokens / max_completion_length: the completion length cap (one value; TRL
             calls it ``max_completion_length``, ``generate`` calls it ``max_new_tokens``).
         temperature, top_p, top_k: sampling; ``top_k=0`` disables top-k.
+        sampler: ``"shared_prefix"`` (each group's prompt prefilled once, then a plain decode
+            loop) or ``"generate"`` (transformers' ``generate``); the same distribution,
+            see ``grpo_lib.rollout``. Not a TRL field (TRL's fast path is ``use_vllm``).
     Objective
         beta: weight of the k3 KL penalty to the reference policy; 0 = no reference pass.
         epsilon, epsilon_high: clip range ``[1 - epsilon, 1 + epsilon_high]``
@@ -62,6 +65,11 @@ class GRPOConfig:
         G completions: same log-probs and gradient, less compute; see
         ``grpo_lib.rollout.shared_prefix_logprobs``; None = on unless
         ``gradient_checkpointing``, which needs the cache off).
+        skip_zero_advantage_groups (no forward or backward for a group whose advantages are
+        all 0, e.g. every completion right: with ``beta = 0`` its loss terms are exactly 0,
+        so the gradient is unchanged, the loss keeps the full batch's normaliser; None = on
+        when ``beta == 0``; True with ``beta > 0`` is an error, the KL term is not 0. The
+        entropy and clip metrics are then over the updated groups' tokens).
     Model
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
         gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
@@ -82,6 +90,7 @@ class GRPOConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    sampler: str = "shared_prefix"
     # objective
     beta: float = 0.0
     epsilon: float = 0.2
@@ -104,6 +113,7 @@ class GRPOConfig:
     max_steps: int = 100
     micro_batch_size: int | None = None
     share_prompt_prefix: bool | None = None
+    skip_zero_advantage_groups: bool | None = None
     # model
     use_lora: bool = False
     lora_r: int = 16
@@ -187,6 +197,8 @@ class GRPOConfig:
             bad("top_p", "use a float in (0, 1]; 1.0 disables nucleus sampling")
         if not is_int(self.top_k) or self.top_k < 0:
             bad("top_k", "use an int >= 0; 0 disables top-k")
+        if self.sampler not in ("shared_prefix", "generate"):
+            bad("sampler", "use 'shared_prefix' (prefill each prompt once) or 'generate' (transformers' generate)")
 
         # objective
         if not is_num(self.beta) or self.beta < 0:
@@ -267,6 +279,16 @@ class GRPOConfig:
                     f"micro_batch_size={self.micro_batch_size!r} with share_prompt_prefix=True must hold whole groups: "
                     f"use a multiple of num_generations={G}, or share_prompt_prefix=False"
                 )
+
+        if self.skip_zero_advantage_groups is None:
+            self.skip_zero_advantage_groups = is_num(self.beta) and self.beta == 0
+        if not isinstance(self.skip_zero_advantage_groups, bool):
+            bad("skip_zero_advantage_groups", "use True, False or None (= on when beta == 0)")
+        elif self.skip_zero_advantage_groups and is_num(self.beta) and self.beta > 0:
+            errors.append(
+                f"skip_zero_advantage_groups=True with beta={self.beta!r}: a group with zero advantages still has a "
+                "KL term, so skipping it would change the gradient; set it to None/False, or beta=0"
+            )
 
         # model
         for name in ("use_lora", "gradient_checkpointing", "progress_bar"):

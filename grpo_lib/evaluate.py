@@ -228,6 +228,7 @@ def evaluate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 do_sample=False,
+                repetition_penalty=1.0,  # plain greedy, whatever the hub's generation_config says
                 max_new_tokens=max_new_tokens,
                 eos_token_id=eos_ids,
                 pad_token_id=pad_id,

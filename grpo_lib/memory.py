@@ -286,20 +286,7 @@ def take_groups(ro: Rollout, num_prompts: int) -> Rollout:
     measure memory on a slice of a real training batch."""
     if not 1 <= num_prompts <= ro.num_prompts:
         raise ValueError(f"num_prompts must be in 1..{ro.num_prompts} (the rollout's prompts), got {num_prompts}")
-    n = num_prompts * ro.group_size
-    return Rollout(
-        prompts=ro.prompts[:n],
-        completions=ro.completions[:n],
-        prompt_ids=ro.prompt_ids[:n],
-        prompt_mask=ro.prompt_mask[:n],
-        completion_ids=ro.completion_ids[:n],
-        completion_mask=ro.completion_mask[:n],
-        truncated=ro.truncated[:n],
-        group_size=ro.group_size,
-        temperature=ro.temperature,
-        sampler_logprobs=None if ro.sampler_logprobs is None else ro.sampler_logprobs[:n],
-        prompt_index=None if ro.prompt_index is None else ro.prompt_index[:n],
-    )
+    return ro.select_groups(range(num_prompts))
 
 
 # --------------------------------------------------------------------------- setups

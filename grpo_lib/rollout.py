@@ -14,6 +14,16 @@ of G outputs o_1..o_G from the old policy and compares their rewards inside the 
   pad == eos);
 * a completion with no EOS within ``max_new_tokens`` is flagged ``truncated``.
 
+Two samplers give the same distribution (``sampler=``):
+
+* ``"generate"``: transformers' ``model.generate``, every row prefilled with its prompt;
+* ``"shared_prefix"``: each *distinct* prompt is prefilled once, its KV cache repeated G
+  times (``cache.batch_repeat_interleave``), then a plain decode loop: forward one token
+  for every row, apply temperature / top-k / top-p with transformers' own logits warpers,
+  draw with ``torch.multinomial``; a row that emits EOS leaves the batch. It skips G-1 of
+  every G prompt prefills, the forward passes over finished rows, and ``generate``'s
+  per-token bookkeeping (``benchmarks/rollout_throughput.py`` measures both).
+
 With ``return_logprobs=True`` the sampler's own log-probabilities are kept: the
 ``log_softmax`` of the scores ``generate`` actually sampled from (``output_scores``:
 logits after every logits processor, temperature included), gathered at the sampled
@@ -33,7 +43,10 @@ import torch
 from grpo_lib.logprobs import completion_mask, stop_token_ids
 from grpo_lib.logprobs import entropy_from_logits, selective_log_softmax
 
-__all__ = ["Rollout", "sample_groups", "shared_prefix_logprobs"]
+__all__ = ["Rollout", "sample_groups", "shared_prefix_logprobs", "SAMPLERS"]
+
+#: The samplers ``sample_groups`` knows (see the module docstring).
+SAMPLERS = ("generate", "shared_prefix")
 
 
 @dataclass
@@ -94,6 +107,29 @@ class Rollout:
         """``[B]`` completion lengths in tokens (EOS included when present)."""
         return self.completion_mask.sum(dim=1).long()
 
+    def select_groups(self, group_indices: Sequence[int] | torch.Tensor) -> "Rollout":
+        """A rollout of only the given groups (all G rows of each, in the given order)."""
+        g = torch.as_tensor(group_indices, dtype=torch.long).flatten()
+        if g.numel() and (g.min() < 0 or g.max() >= self.num_prompts):
+            raise ValueError(f"group indices must be in 0..{self.num_prompts - 1}, got {g.tolist()}")
+        G = self.group_size
+        rows = (g[:, None] * G + torch.arange(G)).flatten()
+        r = rows.tolist()
+        dev_rows = rows.to(self.completion_ids.device)
+        return Rollout(
+            prompts=[self.prompts[i] for i in r],
+            completions=[self.completions[i] for i in r],
+            prompt_ids=self.prompt_ids[dev_rows],
+            prompt_mask=self.prompt_mask[dev_rows],
+            completion_ids=self.completion_ids[dev_rows],
+            completion_mask=self.completion_mask[dev_rows],
+            truncated=self.truncated[dev_rows],
+            group_size=G,
+            temperature=self.temperature,
+            sampler_logprobs=None if self.sampler_logprobs is None else self.sampler_logprobs[dev_rows],
+            prompt_index=None if self.prompt_index is None else self.prompt_index[rows.to(self.prompt_index.device)],
+        )
+
     def groups(self) -> list[list[str]]:
         """The completions as ``num_prompts`` lists of ``group_size`` texts."""
         G = self.group_size
@@ -123,7 +159,9 @@ class Rollout:
         )
 
 
-def _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k) -> None:
+def _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k, sampler="generate") -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0:
         raise ValueError(f"prompts must be a non-empty list of strings, got {type(prompts).__name__}")
     if not isinstance(num_generations, int) or num_generations < 1:
@@ -151,8 +189,9 @@ def sample_groups(
     *,
     return_logprobs: bool = False,
     generator_seed: int | None = None,
+    sampler: str = "generate",
 ) -> Rollout:
-    """Sample ``num_generations`` completions for each prompt in one ``generate`` call.
+    """Sample ``num_generations`` completions for each prompt in one batched call.
 
     Args:
         model: a causal LM (transformers ``PreTrainedModel``, peft-wrapped allowed).
@@ -164,11 +203,13 @@ def sample_groups(
             that ``generate`` would otherwise apply its default top-k of 50).
         return_logprobs: also return the sampler's log-probs of the sampled tokens.
         generator_seed: if given, ``torch.manual_seed`` is set to it first.
+        sampler: ``"generate"`` (transformers' ``generate``) or ``"shared_prefix"`` (each
+            prompt prefilled once, then :func:`_decode_shared_prefix`); same distribution.
 
     Returns:
         A :class:`Rollout` with ``B = N * G`` rows, groups consecutive.
     """
-    _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k)
+    _check_args(prompts, num_generations, max_new_tokens, temperature, top_p, top_k, sampler)
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ValueError("tokenizer must define pad_token and eos_token (set tokenizer.pad_token = tokenizer.eos_token)")
     if generator_seed is not None:
@@ -189,33 +230,25 @@ def sample_groups(
     was_training = model.training
     model.eval()
     try:
-        out = model.generate(
-            input_ids=prompt_ids,
-            attention_mask=prompt_mask,
-            do_sample=True,
-            temperature=float(temperature),
-            top_p=float(top_p),
-            top_k=int(top_k) if top_k else 0,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos_ids,
-            pad_token_id=tokenizer.pad_token_id,
-            use_cache=True,
-            return_dict_in_generate=True,
-            output_scores=return_logprobs,
-        )
+        if sampler == "shared_prefix":
+            completion_ids, scores = _decode_shared_prefix(
+                model, prompt_ids, prompt_mask, G, max_new_tokens, float(temperature), float(top_p),
+                int(top_k) if top_k else 0, eos_ids, tokenizer.pad_token_id, return_logprobs)
+        else:
+            completion_ids, scores = _generate(
+                model, prompt_ids, prompt_mask, max_new_tokens, float(temperature), float(top_p),
+                int(top_k) if top_k else 0, eos_ids, tokenizer.pad_token_id, return_logprobs)
     finally:
         if was_training:
             model.train()
 
-    completion_ids = out.sequences[:, prompt_ids.shape[1] :]
     mask = completion_mask(completion_ids, eos_ids).float()
     has_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device)).any(dim=1)
     truncated = ~has_eos
 
     sampler_logprobs = None
     if return_logprobs:
-        scores = torch.stack(out.scores, dim=1).float()  # [B, T, V], processed: what was sampled from
-        logp = torch.log_softmax(scores, dim=-1)
+        logp = torch.log_softmax(scores, dim=-1)  # [B, T, V], processed: what was sampled from
         picked = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
         sampler_logprobs = torch.where(mask.bool(), picked, torch.zeros_like(picked))
 
@@ -239,6 +272,91 @@ def sample_groups(
         sampler_logprobs=sampler_logprobs,
         prompt_index=prompt_index,
     )
+
+
+def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, top_k, eos_ids, pad_id,
+              return_scores):
+    """``model.generate`` sampling; returns ``([B, T] completion ids, [B, T, V] processed scores or None)``."""
+    out = model.generate(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=1.0,  # a hub generation_config (Qwen2.5-Instruct: 1.05) would change the distribution
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
+        pad_token_id=pad_id,
+        use_cache=True,
+        return_dict_in_generate=True,
+        output_scores=return_scores,
+    )
+    scores = torch.stack(out.scores, dim=1).float() if return_scores else None
+    return out.sequences[:, prompt_ids.shape[1]:], scores
+
+
+def _warpers(temperature: float, top_k: int, top_p: float):
+    """transformers' own logits warpers, in ``generate``'s order: temperature, top-k, top-p."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    procs = LogitsProcessorList()
+    if temperature != 1.0:
+        procs.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        procs.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        procs.append(TopPLogitsWarper(top_p))
+    return procs
+
+
+def _decode_shared_prefix(model, prompt_ids, prompt_mask, group_size, max_new_tokens, temperature, top_p, top_k,
+                          eos_ids, pad_id, return_scores):
+    """Prefill each group's prompt once, repeat its KV cache G times, then sample token by token.
+
+    Rows ``i*G .. i*G+G-1`` must hold the same prompt (as ``sample_groups`` builds them).
+    A row that emits EOS leaves the batch (``cache.batch_select_indices``), so the forward
+    passes shrink as completions finish instead of running to the longest one.
+    Returns ``([B, T] completion ids, [B, T, V] processed scores or None)``, ``T`` the step
+    at which the last row emitted EOS (at most ``max_new_tokens``); a finished row holds
+    ``pad_id`` after its EOS, as with ``generate``.
+    """
+    G = group_size
+    B = prompt_ids.shape[0]
+    device = prompt_ids.device
+    cache_kw = cache_argument(model)
+    out = model(input_ids=prompt_ids[::G], attention_mask=prompt_mask[::G], use_cache=True, logits_to_keep=1)
+    cache = output_cache(out)
+    cache.batch_repeat_interleave(G)
+    logits = out.logits[:, -1, :].float().repeat_interleave(G, dim=0)
+    warp = _warpers(temperature, top_k, top_p)
+    eos = torch.tensor(eos_ids, device=device)
+    ids = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    scores_out = None
+    active = torch.arange(B, device=device)  # the rows still sampling, in the cache's order
+    attn = prompt_mask
+    T = 0
+    for t in range(max_new_tokens):
+        scores = warp(None, logits)
+        nxt = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        ids[active, t] = nxt
+        if return_scores:
+            if scores_out is None:
+                scores_out = torch.zeros(B, max_new_tokens, scores.shape[-1], device=device)
+            scores_out[active, t] = scores
+        T = t + 1
+        going = ~torch.isin(nxt, eos)
+        if t == max_new_tokens - 1 or not bool(going.any()):
+            break
+        if not bool(going.all()):  # drop the rows that just finished
+            keep = going.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            active, attn, nxt = active[keep], attn[keep], nxt[keep]
+        attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
+        out = model(input_ids=nxt.unsqueeze(1), attention_mask=attn, use_cache=True, **{cache_kw: cache})
+        cache = output_cache(out)
+        logits = out.logits[:, -1, :].float()
+    return ids[:, :T], (scores_out[:, :T] if return_scores else None)
 
 
 def cache_argument(model) -> str:

@@ -265,6 +265,8 @@ class GRPOTrainer:
 
     # ---------------------------------------------------------------- log-probs
     def _micro_batches(self, B: int) -> list[slice]:
+        if B == 0:
+            return []
         mb = self.config.micro_batch_size or B
         return [slice(i, min(i + mb, B)) for i in range(0, B, mb)]
 
@@ -316,6 +318,7 @@ class GRPOTrainer:
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             top_k=cfg.top_k,
+            sampler=cfg.sampler,
         )
         t_gen = time.perf_counter() - t0
 
@@ -326,24 +329,40 @@ class GRPOTrainer:
         mask = ro.completion_mask.float()
         if cfg.mask_truncated_completions:
             mask = mask * (~ro.truncated).float().unsqueeze(1)
-        old_logp = self._logprobs_no_grad(self.model, ro) if cfg.num_iterations > 1 else None
-        ref_logp = self.reference_logprobs(ro) if cfg.beta > 0 else None
-
-        self.model.train()
+        # The normalisers of the full batch: every loss below is a share of the full-batch loss.
         B = ro.batch_size
         total_tokens = mask.sum().clamp(min=1.0)
+        # A group whose advantages are all 0 (all its completions scored alike) adds exactly 0
+        # to the loss when beta == 0: skip its forward and backward (config.skip_zero_advantage_groups).
+        upd, upd_adv, upd_mask = ro, advantages, mask
+        if cfg.skip_zero_advantage_groups:
+            live = (advantages.view(-1, G) != 0).any(dim=1)
+            if not bool(live.all()):
+                keep = live.nonzero().squeeze(1).cpu()
+                rows = (keep[:, None] * G + torch.arange(G)).flatten().to(advantages.device)
+                upd, upd_adv, upd_mask = ro.select_groups(keep), advantages[rows], mask[rows]
+        old_logp = (self._logprobs_no_grad(self.model, upd)
+                    if cfg.num_iterations > 1 and upd.batch_size else None)
+        ref_logp = self.reference_logprobs(upd) if cfg.beta > 0 else None
+
+        self.model.train()
+        upd_tokens = upd_mask.sum().clamp(min=1.0)
         losses, grad_norms, entropies = [], [], []
         loss_metrics: dict[str, list[float]] = {}
         for _ in range(cfg.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for s in self._micro_batches(B):
-                logp, ent = self.sequence_logprobs(self.model, ro, s, return_entropy=True)
+            if upd.batch_size == 0:  # nothing to learn from: a zero gradient, as the full pass would give
+                for param in self.model.parameters():
+                    if param.requires_grad:
+                        param.grad = torch.zeros_like(param)
+            for s in self._micro_batches(upd.batch_size):
+                logp, ent = self.sequence_logprobs(self.model, upd, s, return_entropy=True)
                 loss, m = grpo_loss(
                     logp,
                     None if old_logp is None else old_logp[s],
-                    advantages[s],
-                    mask[s],
+                    upd_adv[s],
+                    upd_mask[s],
                     None if ref_logp is None else ref_logp[s],
                     beta=cfg.beta,
                     epsilon=cfg.epsilon,
@@ -355,14 +374,14 @@ class GRPOTrainer:
                 )
                 # Weight of this micro-batch in the full-batch loss (exact for every loss_type).
                 if cfg.loss_type == "dapo":
-                    w = (mask[s].sum() / total_tokens).item()
+                    w = (upd_mask[s].sum() / total_tokens).item()
                 else:
                     w = (s.stop - s.start) / B
                 self.scaler.scale(loss * w).backward()  # a no-op scale unless fp16
                 step_loss += loss.item() * w
                 for k, v in m.items():
                     loss_metrics.setdefault(k, []).append(v)
-                entropies.append(((ent * mask[s]).sum() / total_tokens).item())
+                entropies.append(((ent * upd_mask[s]).sum() / upd_tokens).item())
             self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
             gn = _clip_and_norm(self.model, cfg.max_grad_norm)
             self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
@@ -384,6 +403,8 @@ class GRPOTrainer:
         for name, vals in zip(self.reward_names, per_func):
             metrics[f"rewards/{name}/mean"] = torch.nanmean(vals).item()
             metrics[f"rewards/{name}/std"] = vals[~vals.isnan()].std().item() if (~vals.isnan()).sum() > 1 else 0.0
+        if not loss_metrics:  # every group skipped: nothing was clipped
+            loss_metrics = {f"clip_ratio/{key}_mean": [0.0] for key in ("low", "high", "region")}
         for k, v in loss_metrics.items():
             metrics[k] = sum(v) / len(v)
         metrics.update(
@@ -392,7 +413,7 @@ class GRPOTrainer:
                 "completions/min_length": lengths.min().item(),
                 "completions/max_length": lengths.max().item(),
                 "completions/clipped_ratio": ro.truncated.float().mean().item(),
-                "entropy": sum(entropies) / cfg.num_iterations,
+                "entropy": sum(entropies) / cfg.num_iterations if entropies else float("nan"),
                 "loss": sum(losses) / len(losses),
                 "grad_norm": grad_norms[-1],
                 "learning_rate": self.scheduler.get_last_lr()[0],

@@ -44,7 +44,7 @@ def test_rollout_throughput_quick(tmp_path):
     d = _run("rollout_throughput.py", tmp_path / "r.json")
     _check_machine(d)
     s = d["summary"]
-    assert set(s) == {"grouped", "per_prompt", "one_at_a_time"}
+    assert set(s) == {"shared_prefix", "grouped", "per_prompt", "one_at_a_time"}
     G, N = d["settings"]["num_generations"], d["settings"]["num_prompts"]
     assert s["grouped"]["generate_calls"] == 1
     assert s["per_prompt"]["generate_calls"] == N

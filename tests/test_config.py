@@ -23,6 +23,8 @@ BAD = [
     ({"top_p": 0.0}, "top_p"),
     ({"top_p": 1.5}, "top_p"),
     ({"top_k": -1}, "top_k"),
+    ({"sampler": "vllm"}, "sampler"),
+    ({"skip_zero_advantage_groups": "yes"}, "skip_zero_advantage_groups"),
     ({"beta": -0.1}, "beta"),
     ({"epsilon": 0.0}, "epsilon"),
     ({"epsilon": -0.2}, "epsilon"),

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from grpo_lib.logprobs import per_token_logprobs  # noqa: E402
-from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs  # noqa: E402
+from grpo_lib.rollout import SAMPLERS, Rollout, sample_groups, shared_prefix_logprobs  # noqa: E402
 from grpo_lib.tasks import make_dataset  # noqa: E402
 from grpo_lib.tiny import load_tiny_model, load_tiny_tokenizer  # noqa: E402
 
@@ -30,10 +30,11 @@ def prompts():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_sampler_and_learner_agree(model_tok, prompts, temperature):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sampler_and_learner_agree(model_tok, prompts, temperature, sampler):
     model, tok = model_tok
     ro = sample_groups(model, tok, prompts, num_generations=4, max_new_tokens=40,
-                       temperature=temperature, return_logprobs=True, generator_seed=0)
+                       temperature=temperature, return_logprobs=True, generator_seed=0, sampler=sampler)
     logp = per_token_logprobs(model, ro.input_ids, ro.attention_mask, ro.logits_to_keep, temperature=temperature)
     m = ro.completion_mask.bool()
     diff = (logp - ro.sampler_logprobs)[m].abs()
@@ -46,21 +47,47 @@ def test_sampler_and_learner_agree(model_tok, prompts, temperature):
     assert (wrong - ro.sampler_logprobs)[m].abs().max().item() > 1e-2
 
 
-def test_a_hidden_top_k_would_break_the_agreement(model_tok, prompts):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_hidden_top_k_would_break_the_agreement(model_tok, prompts, sampler):
     """generate's default top_k=50 is a real trap for big vocabularies: sample_groups passes
     top_k=0 explicitly. Here a small top_k shows the check above would catch it."""
     model, tok = model_tok
     ro = sample_groups(model, tok, prompts, num_generations=4, max_new_tokens=40, top_k=2,
-                       return_logprobs=True, generator_seed=0)
+                       return_logprobs=True, generator_seed=0, sampler=sampler)
     logp = per_token_logprobs(model, ro.input_ids, ro.attention_mask, ro.logits_to_keep)
     m = ro.completion_mask.bool()
     assert (ro.sampler_logprobs - logp)[m].max().item() > 1e-3  # truncation renormalises upwards
 
 
-def test_group_layout_and_left_padding(model_tok, prompts):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_top_p_renormalises_the_nucleus(model_tok, prompts, sampler):
+    """Hand check of top-p: a sampled token's sampler log-prob is log(p / mass of its nucleus),
+    the nucleus being the smallest set of most likely tokens whose mass reaches top_p."""
+    model, tok = model_tok
+    top_p = 0.6
+    ro = sample_groups(model, tok, prompts[:3], num_generations=4, max_new_tokens=12, top_p=top_p,
+                       return_logprobs=True, generator_seed=3, sampler=sampler)
+    full = model(input_ids=ro.input_ids, attention_mask=ro.attention_mask).logits.float()
+    P = ro.prompt_ids.shape[1]
+    checked = 0
+    for b in range(ro.batch_size):
+        for t in range(int(ro.lengths[b])):
+            probs = torch.softmax(full[b, P + t - 1], dim=-1)
+            sp, _ = probs.sort(descending=True)
+            k = int((sp.cumsum(0) < top_p).sum()) + 1  # tokens until the mass reaches top_p
+            tok_p = probs[ro.completion_ids[b, t]]
+            assert tok_p >= sp[k - 1] - 1e-6  # the sampled token is inside the nucleus
+            expected = torch.log(tok_p / sp[:k].sum())
+            assert abs(expected.item() - ro.sampler_logprobs[b, t].item()) < 1e-4
+            checked += 1
+    assert checked > 20
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_group_layout_and_left_padding(model_tok, prompts, sampler):
     model, tok = model_tok
     G = 3
-    ro = sample_groups(model, tok, prompts, num_generations=G, max_new_tokens=40, generator_seed=1)
+    ro = sample_groups(model, tok, prompts, num_generations=G, max_new_tokens=40, generator_seed=1, sampler=sampler)
     assert isinstance(ro, Rollout)
     assert ro.batch_size == len(prompts) * G and ro.num_prompts == len(prompts)
     for i, p in enumerate(prompts):
@@ -75,10 +102,11 @@ def test_group_layout_and_left_padding(model_tok, prompts):
     assert "Rollout(" in repr(ro)
 
 
-def test_masks_by_position_when_pad_equals_eos(model_tok, prompts):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_masks_by_position_when_pad_equals_eos(model_tok, prompts, sampler):
     model, tok = model_tok
     assert tok.pad_token_id == tok.eos_token_id
-    ro = sample_groups(model, tok, prompts, num_generations=4, max_new_tokens=40, generator_seed=2)
+    ro = sample_groups(model, tok, prompts, num_generations=4, max_new_tokens=40, generator_seed=2, sampler=sampler)
     eos = tok.eos_token_id
     T = ro.completion_ids.shape[1]
     n_finished = 0
@@ -100,22 +128,24 @@ def test_masks_by_position_when_pad_equals_eos(model_tok, prompts):
     assert (naive.sum() < ro.completion_mask.sum()).item()
 
 
-def test_truncation_flagged(model_tok, prompts):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_truncation_flagged(model_tok, prompts, sampler):
     model, tok = model_tok
-    ro = sample_groups(model, tok, prompts[:2], num_generations=2, max_new_tokens=3, generator_seed=0)
+    ro = sample_groups(model, tok, prompts[:2], num_generations=2, max_new_tokens=3, generator_seed=0, sampler=sampler)
     assert ro.completion_ids.shape[1] == 3
     assert bool(ro.truncated.all()) and bool((ro.completion_mask == 1).all())
 
 
-def test_same_seed_same_samples(model_tok, prompts):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_same_seed_same_samples(model_tok, prompts, sampler):
     model, tok = model_tok
-    a = sample_groups(model, tok, prompts, 2, 20, generator_seed=5)
-    b = sample_groups(model, tok, prompts, 2, 20, generator_seed=5)
+    a = sample_groups(model, tok, prompts, 2, 20, generator_seed=5, sampler=sampler)
+    b = sample_groups(model, tok, prompts, 2, 20, generator_seed=5, sampler=sampler)
     assert a.completions == b.completions
 
 
 @pytest.mark.parametrize("kw", [{"num_generations": 0}, {"max_new_tokens": 0}, {"temperature": 0.0},
-                                {"top_p": 0.0}, {"top_k": -1}])
+                                {"top_p": 0.0}, {"top_k": -1}, {"sampler": "vllm"}])
 def test_bad_arguments(model_tok, prompts, kw):
     model, tok = model_tok
     args = dict(num_generations=2, max_new_tokens=4)

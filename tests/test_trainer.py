@@ -251,3 +251,65 @@ def test_fp16_trainable_weights_are_refused(tok):
     model = load_tiny_model().to(torch.float16)
     with pytest.raises(ValueError, match="trainable parameters are float16"):
         GRPOTrainer(model, tok, correctness_reward, rows(), small_config(use_lora=False))
+
+
+def _half_constant_reward(prompts, completions, answer, **kw):
+    """Groups whose gold answer is even score 1.0 whatever they say (zero advantages); the
+    others score by correctness, so most of those groups disagree."""
+    right = correctness_reward(prompts, completions, answer)
+    return [1.0 if a % 2 == 0 else r for a, r in zip(answer, right)]
+
+
+@pytest.mark.parametrize("loss_type,mu", [("grpo", 1), ("dapo", 2), ("dr_grpo", 2)])
+def test_skipping_zero_advantage_groups_leaves_the_update_unchanged(tok, loss_type, mu, monkeypatch):
+    data = rows(64, seed=3)
+    assert {r["answer"] % 2 for r in data[:8]} == {0, 1}
+    seen_rows: list[int] = []
+    real = GRPOTrainer.sequence_logprobs
+
+    def counting(self, model, ro, s, return_entropy=False):
+        seen_rows.append(s.stop - s.start)
+        return real(self, model, ro, s, return_entropy=return_entropy)
+
+    monkeypatch.setattr(GRPOTrainer, "sequence_logprobs", counting)
+    results = {}
+    for skip in (False, True):
+        seen_rows.clear()
+        cfg = small_config(loss_type=loss_type, num_iterations=mu, max_steps=2, micro_batch_size=8,
+                           skip_zero_advantage_groups=skip)
+        t = GRPOTrainer(load_tiny_model(), tok, _half_constant_reward, data, config=cfg)
+        hist = t.train()
+        results[skip] = (hist, [p.detach().clone() for p in t.model.parameters()], sum(seen_rows))
+    (h0, p0, n0), (h1, p1, n1) = results[False], results[True]
+    assert n1 < n0  # groups were skipped: fewer rows went through the forward pass
+    for a, b in zip(h0, h1):
+        assert a["frac_reward_zero_std"] > 0
+        assert a["reward"] == b["reward"]  # same samples: the skip happens after sampling
+        assert abs(a["loss"] - b["loss"]) < 1e-6  # the full batch's normaliser is kept
+        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-5 * max(1.0, a["grad_norm"])
+    moved = max((x - y).abs().max().item() for x, y in zip(p0, [q for q in load_tiny_model().parameters()]))
+    assert moved > 1e-5  # the policy did change
+    assert max((x - y).abs().max().item() for x, y in zip(p0, p1)) < 1e-6
+
+
+def test_skip_zero_advantage_groups_defaults_and_errors():
+    assert small_config(beta=0.0).skip_zero_advantage_groups is True
+    assert small_config(beta=0.04).skip_zero_advantage_groups is False
+    with pytest.raises(ValueError, match="skip_zero_advantage_groups=True with beta"):
+        small_config(beta=0.04, skip_zero_advantage_groups=True)
+
+
+def test_a_step_where_every_group_agrees_still_steps_the_optimizer(tok):
+    """All advantages 0: nothing is forwarded, the gradient is 0, and AdamW still steps as it
+    would after a full pass (its moments decay), so the run is the same with the skip on or off."""
+    data = rows(32, seed=1)
+    finals = []
+    for skip in (False, True):
+        cfg = small_config(max_steps=2, skip_zero_advantage_groups=skip)
+        t = GRPOTrainer(load_tiny_model(), tok, lambda prompts, completions, **kw: [1.0] * len(completions), data,
+                        config=cfg)
+        hist = t.train()
+        assert all(m["frac_reward_zero_std"] == 1.0 and m["loss"] == 0.0 for m in hist)
+        assert all(m["clip_ratio/region_mean"] == 0.0 for m in hist)  # the metric keys are always there
+        finals.append([p.detach().clone() for p in t.model.parameters()])
+    assert max((a - b).abs().max().item() for a, b in zip(*finals)) == 0.0
