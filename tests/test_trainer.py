@@ -44,7 +44,7 @@ def tok():
 def test_grpo_raises_reward_beyond_noise(tok):
     """A short fixed-seed run on 8 fixed prompts: the policy's sampled accuracy on those
     prompts, measured with 256 samples before and after, rises far beyond its standard
-    error (measured here: about 0.26 -> 0.67 in 15 steps). Generalisation to held-out
+    error (measured here: 0.21 -> 0.82 in 15 steps). Generalisation to held-out
     problems is the benchmark's job (benchmarks/tiny_grpo.py); this checks the update
     direction and size."""
     model = load_tiny_model()
@@ -63,6 +63,7 @@ def test_grpo_raises_reward_beyond_noise(tok):
     hist = tr.train()
     after = sampled_accuracy(tr.model)
     se = ((before * (1 - before) + after * (1 - after)) / 256) ** 0.5
+    print(f"sampled accuracy {before:.3f} -> {after:.3f}")
     assert after - before > max(0.15, 4 * se), (before, after)
     first = sum(m["reward"] for m in hist[:3]) / 3
     last = sum(m["reward"] for m in hist[-3:]) / 3
