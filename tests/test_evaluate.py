@@ -219,3 +219,23 @@ def test_real_model_batching_does_not_change_greedy_output(tok, tiny_model):
     # accuracy arithmetic is consistent with the records
     assert batched.strict_correct == sum(r.strict_correct for r in batched.records)
     assert batched.lenient_ci == wilson_interval(batched.lenient_correct, 4)
+
+
+def test_greedy_ignores_a_hub_repetition_penalty(tok, tiny_model):
+    """A hub generation_config may carry repetition_penalty (Qwen2.5-Instruct: 1.05); the
+    evaluation protocol is plain greedy, so evaluate pins it to 1."""
+    import copy
+
+    plain = evaluate(tiny_model, tok, PROMPTS, [2, 36, 5, 0], max_new_tokens=24, batch_size=4, progress=False)
+    m = copy.deepcopy(tiny_model)
+    m.generation_config.repetition_penalty = 3.0
+    pinned = evaluate(m, tok, PROMPTS, [2, 36, 5, 0], max_new_tokens=24, batch_size=4, progress=False)
+    assert [r.completion for r in pinned.records] == [r.completion for r in plain.records]
+    # and the penalty would have changed them: the pin is what keeps them equal
+    m.eval()
+    changed = 0
+    for prompt in PROMPTS:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=24, pad_token_id=tok.eos_token_id)
+        changed += not torch.equal(m.generate(ids, **kw), m.generate(ids, repetition_penalty=1.0, **kw))
+    assert changed > 0

@@ -180,3 +180,19 @@ def test_shared_prefix_logprobs_equal_full_forward_values_and_gradient(model_tok
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # the prompt's forward gets its gradient too
     with pytest.raises(ValueError, match="group_size"):
         shared_prefix_logprobs(model, ro.prompt_ids[:3], ro.prompt_mask[:3], ro.completion_ids[:3], m[:3], G)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_hub_repetition_penalty_is_not_applied(model_tok, prompts, sampler):
+    """Qwen2.5-Instruct's generation_config sets repetition_penalty=1.05; generate would apply
+    it silently and the sampler's distribution would no longer be the policy's. sample_groups
+    pins it to 1, so the learner's recomputation still agrees."""
+    import copy
+
+    model, tok = model_tok
+    m = copy.deepcopy(model)
+    m.generation_config.repetition_penalty = 1.5
+    ro = sample_groups(m, tok, prompts, num_generations=4, max_new_tokens=30, return_logprobs=True,
+                       generator_seed=0, sampler=sampler)
+    logp = per_token_logprobs(m, ro.input_ids, ro.attention_mask, ro.logits_to_keep)
+    assert (logp - ro.sampler_logprobs)[ro.completion_mask.bool()].abs().max().item() < 5e-5
