@@ -1,4 +1,4 @@
-"""Grouped sampling: G completions per prompt in one batched ``generate`` call.
+"""Grouped sampling: G completions per prompt in one batched call (``generate`` or a shared-prefix loop).
 
 GRPO (DeepSeekMath, arXiv 2402.03300, section 4.1) samples, for every prompt q, a group
 of G outputs o_1..o_G from the old policy and compares their rewards inside the group.
@@ -8,7 +8,7 @@ of G outputs o_1..o_G from the old policy and compares their rewards inside the 
   of prompt i), matching ``grpo_lib.advantages.group_advantages``;
 * prompts are left-padded, so every completion starts at the same column and the
   completion block is simply ``sequences[:, prompt_len:]``;
-* one ``generate`` call with the KV cache for the whole batch;
+* one sampling call with the KV cache for the whole batch (two samplers, below);
 * the completion mask is built by position (up to and including the first EOS) with
   ``grpo_lib.logprobs.completion_mask``, never by comparing ids with the pad id (here
   pad == eos);

@@ -4,12 +4,16 @@ One training step (DeepSeekMath, arXiv 2402.03300, Algorithm 1, inner loop):
 
 1. take ``prompts_per_step`` prompts (a fixed, seeded order: the same seed gives the same
    batches, and a resumed run picks up at the same place);
-2. sample G completions per prompt with the current policy (``sample_groups``, one
-   batched ``generate`` call) — this policy is π_old;
+2. sample G completions per prompt with the current policy (``sample_groups``: by default
+   each prompt prefilled once and its cache shared by the group, ``config.sampler``) —
+   this policy is π_old;
 3. score every completion with each reward function ``f(prompts, completions, **columns)``
    (TRL's signature; dataset columns such as ``answer`` are passed through) and sum them
    with ``reward_weights``;
-4. advantages relative to the group (``group_advantages``);
+4. advantages relative to the group (``group_advantages``); with ``beta = 0`` a group whose
+   advantages are all 0 adds exactly nothing to the loss, so it is left out of the
+   forward and backward (``skip_zero_advantage_groups``; the loss keeps the full batch's
+   normaliser, so the gradient is the same);
 5. log π_old only when ``num_iterations > 1`` (with μ = 1, π_old = π_θ and
    ``grpo_loss`` uses ``logp.detach()``); log π_ref only when ``beta > 0`` (with LoRA the
    reference is the base model with the adapter switched off, peft's
