@@ -30,7 +30,7 @@ rate       step             greedy  pass8  work    acc. of a sampled worked solu
 =========  ===============  ======  =====  ======  =====
 
 Greedy decoding picks a habit by a small margin at rate 0.5, so the greedy share of worked
-solutions swings between snapshots; the default (1600 steps, about 10 minutes on one core)
+solutions swings between snapshots; the default (1600 steps, 10 to 20 minutes on one core)
 is the checkpoint whose *careful* habit is best and whose greedy choice is mostly careless,
 which leaves GRPO the most to do.
 
