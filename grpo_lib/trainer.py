@@ -342,9 +342,9 @@ class GRPOTrainer:
         if cfg.skip_zero_advantage_groups:
             live = (advantages.view(-1, G) != 0).any(dim=1)
             if not bool(live.all()):
-                keep = live.nonzero().squeeze(1).cpu()
-                rows = (keep[:, None] * G + torch.arange(G)).flatten().to(advantages.device)
-                upd, upd_adv, upd_mask = ro.select_groups(keep), advantages[rows], mask[rows]
+                upd = ro.select_groups(live.nonzero().squeeze(1).cpu())
+                upd_adv = advantages.view(-1, G)[live].flatten()
+                upd_mask = mask.view(-1, G, mask.shape[1])[live].flatten(0, 1)
         old_logp = (self._logprobs_no_grad(self.model, upd)
                     if cfg.num_iterations > 1 and upd.batch_size else None)
         ref_logp = self.reference_logprobs(upd) if cfg.beta > 0 else None
