@@ -29,9 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from grpo_lib.tiny import TINY_DIR, build_tiny_model, build_tiny_tokenizer, load_tiny_model, load_tiny_tokenizer  # noqa: E402
+from grpo_lib.tiny import TINY_DIR, build_tiny_model, build_tiny_tokenizer, load_tiny_model, load_tiny_tokenizer
 
 __all__ = ["TINY_CHAT_TEMPLATE", "tiny_chat_tokenizer", "tiny_chat_model", "save_tiny_chat", "has_pretrained_tiny"]
 

@@ -365,9 +365,6 @@ def check_zero_std_fraction(fn: Callable[[torch.Tensor, int], float]) -> None:
 
 # =========================================================================== 03 ratios and clipping
 def _tiny_lm(seed: int = 0, vocab: int = 32):
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)

@@ -41,11 +41,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-
-from grpo_lib.device import needs_grad_scaler, pick_device, pick_dtype  # noqa: E402
+from grpo_lib.device import needs_grad_scaler, pick_device, pick_dtype
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -141,6 +139,8 @@ def load_tokenizer(model_name_or_path: str | os.PathLike, **kwargs: Any):
     column) and a pad token (EOS where the checkpoint defines none)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    if _is_local_dir(model_name_or_path):
+        kwargs.setdefault("local_files_only", True)  # a folder: never ask the hub
     if _declares_generic_tokenizer(model_name_or_path):
         # AutoTokenizer would pick the class registered for the model type (Qwen2Tokenizer
         # for a qwen2 config) and rebuild its pre-tokenizer, which splits differently from
@@ -154,6 +154,11 @@ def load_tokenizer(model_name_or_path: str | os.PathLike, **kwargs: Any):
             raise ValueError(f"{model_name_or_path}: the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _is_local_dir(path: str | os.PathLike) -> bool:
+    """True for an existing local folder (a saved model), as opposed to a hub id."""
+    return os.path.isdir(os.fspath(path))
 
 
 def _declares_generic_tokenizer(path: str | os.PathLike) -> bool:
@@ -229,6 +234,8 @@ def load_policy(
         raise TypeError("torch_dtype was renamed dtype in transformers 5: pass dtype= to load_policy")
     tokenizer = load_tokenizer(model_name_or_path)
     kwargs = dict(from_pretrained_kwargs)
+    if _is_local_dir(model_name_or_path):
+        kwargs.setdefault("local_files_only", True)  # a folder: works with the hub on or off
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(str(model_name_or_path), dtype=prec.dtype, **kwargs)

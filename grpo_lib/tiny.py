@@ -2,11 +2,15 @@
 
 Everything here is built locally, with no download:
 
-* the tokenizer is a ``tokenizers`` BPE model with an empty merge list over a fixed
-  character vocabulary (printable ASCII and newline), which makes it character-level,
-  wrapped as a ``transformers.PreTrainedTokenizerFast`` so it behaves like a hub
-  tokenizer (``pad_token == eos_token == "<|endoftext|>"`` as in Qwen2.5 base models,
-  left padding for generation);
+* the tokenizer is a byte-level BPE model (GPT-2's byte-to-character map, as Qwen2's
+  own tokenizer) with an empty merge list over a fixed vocabulary (printable ASCII and
+  newline), which makes it character-level, wrapped as a
+  ``transformers.PreTrainedTokenizerFast`` so it behaves like a hub tokenizer
+  (``pad_token == eos_token == "<|endoftext|>"`` as in Qwen2.5 base models, left padding
+  for generation). Byte-level, because ``AutoTokenizer`` loads any folder whose
+  ``config.json`` says ``qwen2`` as ``Qwen2Tokenizer``, which rebuilds a byte-level
+  pre-tokenizer from the vocabulary: with plain characters it would drop every space,
+  with the byte-level alphabet it gives the same ids as this tokenizer;
 * the model is ``transformers.Qwen2ForCausalLM`` with a tiny config (4 layers, width
   128, ~0.8M parameters), so ``generate``, the KV cache, peft LoRA and every code path
   of the real-model notebooks are exactly the same code.
@@ -19,14 +23,11 @@ The shipped checkpoint in ``grpo_lib/assets/tiny/`` was produced by
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-from tokenizers import Tokenizer, decoders, models  # noqa: E402
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 __all__ = [
     "TINY_DIR",
@@ -49,17 +50,36 @@ UNK_TOKEN = "<unk>"
 CHARS = ["\n"] + [chr(c) for c in range(32, 127)]
 
 
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (Radford et al. 2019,
+    openai/gpt-2 ``encoder.py``: ``bytes_to_unicode``), used by every byte-level BPE
+    tokenizer, Qwen2's included: printable bytes map to themselves, the others (space,
+    newline, ...) to characters from U+0100 on (space -> "Ġ", newline -> "Ċ")."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level fast tokenizer: ids 0,1 are ``<|endoftext|>``, ``<unk>``; then CHARS.
 
-    BPE with no merges splits text into single characters; ``decoders.Fuse`` joins them
-    back without spaces, so ``decode(encode(s)) == s`` for any ASCII string.
+    Byte-level BPE with no merges splits text into single bytes (one per ASCII
+    character); the byte-level decoder joins them back, so ``decode(encode(s)) == s`` for
+    any ASCII string. A character outside CHARS is ``<unk>``.
     """
+    b2u = _byte_to_unicode()
     vocab = {EOS_TOKEN: 0, UNK_TOKEN: 1}
     for ch in CHARS:
-        vocab[ch] = len(vocab)
+        vocab[b2u[ord(ch)]] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK_TOKEN))
-    backend.decoder = decoders.Fuse()
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=EOS_TOKEN,
@@ -133,7 +153,7 @@ def _check_dir(path: Path) -> Path:
 def load_tiny_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
     """The shipped tokenizer (left padding, pad == eos)."""
     p = _check_dir(Path(path) if path is not None else TINY_DIR)
-    tok = PreTrainedTokenizerFast.from_pretrained(p)
+    tok = PreTrainedTokenizerFast.from_pretrained(p, local_files_only=True)
     tok.padding_side = "left"
     return tok
 
@@ -141,7 +161,7 @@ def load_tiny_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFa
 def load_tiny_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> Qwen2ForCausalLM:
     """The shipped pretrained tiny model in fp32 (eval mode; call ``.train()`` to train)."""
     p = _check_dir(Path(path) if path is not None else TINY_DIR)
-    model = Qwen2ForCausalLM.from_pretrained(p, dtype=torch.float32)
+    model = Qwen2ForCausalLM.from_pretrained(p, dtype=torch.float32, local_files_only=True)
     model.to(device)
     model.eval()
     return model

@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from grpo_lib.presets import PRESETS, Preset, get_preset  # noqa: E402
+from grpo_lib.presets import PRESETS, Preset, get_preset
 
 __all__ = ["main", "run_preset", "plot_curves"]
 
