@@ -11,7 +11,13 @@ Where the rows come from, first match wins:
    format of github.com/openai/grade-school-math;
 2. the environment variable ``GRPO_GSM8K_DIR`` (same folder layout);
 3. the Hugging Face data set ``openai/gsm8k`` (config ``main``) through ``datasets``
-   (``pip install "grpo-lib[hub]"``), which needs the hub or its local cache.
+   (``pip install "grpo-lib[hub]"``), which needs the hub or its local cache;
+4. when none of these is available (a fresh clone, offline): the small **fixture**
+   shipped with the package, ``FIXTURE_DIR`` (64 rows of each split, MIT license notice
+   and source in its README). The loader says so on stderr and marks the split
+   (``split.is_fixture``, and ``"fixture"`` in its repr): it is enough to run the smoke
+   profiles and the tests, and never a GSM8K result. ``fixture_fallback=False`` raises
+   ``GSM8KNotFoundError`` instead (a full run must use the full splits).
 
 ``local_gsm8k_dir()`` finds the course's offline copy (``GRPO_GSM8K_DIR``, else
 ``../shared/gsm8k`` beside a source checkout) for notebooks and tests.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +50,20 @@ __all__ = [
     "SYSTEM_PROMPT",
     "PLAIN_PROMPT_TEMPLATE",
     "ENV_VAR",
+    "FIXTURE_DIR",
+    "FULL_SPLIT_SIZES",
 ]
 
 Split = Literal["train", "test"]
 
 #: Environment variable naming a folder with ``train.jsonl`` and ``test.jsonl``.
 ENV_VAR = "GRPO_GSM8K_DIR"
+
+#: The small GSM8K sample shipped with the package (see its README.md for the rows chosen).
+FIXTURE_DIR = Path(__file__).resolve().parent / "assets" / "gsm8k_sample"
+
+#: Rows in the full splits (Cobbe et al. 2021): what a full copy must hold.
+FULL_SPLIT_SIZES = {"train": 7473, "test": 1319}
 
 #: The course's instruction: reason, then end with the line ``#### <number>`` (the format
 #: of GSM8K's own solutions, read by ``extract_answer(mode="strict")``).
@@ -86,13 +101,15 @@ class GSM8KSplit(Sequence):
 
     Behaves as a sequence of ``GSM8KExample`` (``len``, indexing, slicing, iteration).
     ``skipped`` lists ``(line_number, reason)`` of malformed rows dropped with
-    ``skip_bad_rows=True``; ``num_skipped`` counts them.
+    ``skip_bad_rows=True``; ``num_skipped`` counts them. ``is_fixture`` is True when the
+    rows are the small sample shipped with the package (``FIXTURE_DIR``), not the split.
     """
 
     split: str
     source: str
     examples: list[GSM8KExample]
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    is_fixture: bool = False
 
     @property
     def num_skipped(self) -> int:
@@ -120,8 +137,9 @@ class GSM8KSplit(Sequence):
         return iter(self.examples)
 
     def __repr__(self) -> str:
+        fixture = ", fixture=True (a sample, not the GSM8K split)" if self.is_fixture else ""
         return (f"GSM8KSplit(split={self.split!r}, rows={len(self)}, "
-                f"skipped={self.num_skipped}, source={self.source!r})")
+                f"skipped={self.num_skipped}, source={self.source!r}{fixture})")
 
 
 class GSM8KFormatError(ValueError):
@@ -211,11 +229,14 @@ def _load_hub(split: str, skip_bad_rows: bool) -> tuple[list[GSM8KExample], list
 
 
 def load_gsm8k(split: Split = "test", data_dir: str | os.PathLike | None = None, *,
-               skip_bad_rows: bool = False, limit: int | None = None) -> GSM8KSplit:
+               skip_bad_rows: bool = False, limit: int | None = None,
+               fixture_fallback: bool = True) -> GSM8KSplit:
     """Load one GSM8K split as a ``GSM8KSplit`` of ``GSM8KExample`` rows, in file order.
 
     Source: ``data_dir``, else ``$GRPO_GSM8K_DIR``, else the hub data set ``openai/gsm8k``
-    (config ``main``) via ``datasets``. Offline with neither: ``GSM8KNotFoundError``
+    (config ``main``) via ``datasets``, else (``fixture_fallback=True``) the 64-row
+    fixture shipped with the package, announced on stderr and marked ``is_fixture``.
+    With ``fixture_fallback=False`` and neither folder nor hub: ``GSM8KNotFoundError``
     saying both ways to fix it.
 
     A malformed row (bad JSON, a missing or empty field, no ``#### <number>`` line)
@@ -243,14 +264,26 @@ def load_gsm8k(split: Split = "test", data_dir: str | os.PathLike | None = None,
         examples, skipped = _load_jsonl(path, skip_bad_rows)
         source = str(path)
     else:
-        examples, skipped, source = _load_hub(split, skip_bad_rows)
+        try:
+            examples, skipped, source = _load_hub(split, skip_bad_rows)
+        except GSM8KNotFoundError as err:
+            if not fixture_fallback:
+                raise
+            path = FIXTURE_DIR / f"{split}.jsonl"
+            examples, skipped = _load_jsonl(path, skip_bad_rows)
+            source = str(path)
+            print(f"GSM8K {split}: no full copy and no hub ({str(err).split('. ')[0]}). Using the "
+                  f"{len(examples)}-row FIXTURE shipped with grpo_lib ({FIXTURE_DIR}): enough to run "
+                  f"the code, not a GSM8K result. For the full split set {ENV_VAR} or install "
+                  "grpo-lib[hub] with network access.", file=sys.stderr, flush=True)
     if skipped:
         first = ", ".join(f"line {n}: {why}" for n, why in skipped[:3])
         warnings.warn(f"GSM8K {split}: skipped {len(skipped)} malformed rows of {source} "
                       f"({first}{', ...' if len(skipped) > 3 else ''})", stacklevel=2)
     if limit is not None:
         examples = examples[:limit]
-    return GSM8KSplit(split=split, source=source, examples=examples, skipped=skipped)
+    is_fixture = Path(source).parent.resolve() == FIXTURE_DIR if not source.startswith("hf://") else False
+    return GSM8KSplit(split=split, source=source, examples=examples, skipped=skipped, is_fixture=is_fixture)
 
 
 def local_gsm8k_dir() -> Path | None:

@@ -14,7 +14,9 @@
     python -m grpo_lib.train --preset gsm8k-qwen0.5b-lora --output-dir runs/gsm8k05 --resume
 
 GSM8K comes from ``$GRPO_GSM8K_DIR`` / ``../shared/gsm8k`` when present, else from the
-hub (``openai/gsm8k``; needs ``pip install "grpo-lib[hub]"`` and network access).
+hub (``openai/gsm8k``; needs ``pip install "grpo-lib[hub]"`` and network access). The
+Qwen presets refuse the small fixture shipped with the package (a real run needs the
+full splits); the tiny smoke preset falls back to it.
 """
 
 from __future__ import annotations
@@ -76,13 +78,15 @@ def gsm8k_config(**overrides: Any) -> GRPOConfig:
 
 
 def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
-               max_question_chars: int | None = None) -> list[dict[str, Any]]:
+               max_question_chars: int | None = None, allow_fixture: bool = True) -> list[dict[str, Any]]:
     """GSM8K rows as ``{"prompt", "answer", "question"}``: the prompt through the
     tokenizer's chat template (``build_chat_prompt``), the answer the gold number string.
-    ``max_question_chars`` keeps only short questions (the CPU smoke path)."""
+    ``max_question_chars`` keeps only short questions (the CPU smoke path).
+    ``allow_fixture``: with no full copy and no hub, use the shipped 64-row sample
+    (``load_gsm8k``'s fallback, announced on stderr); False raises instead."""
     from grpo_lib.gsm8k import build_chat_prompt, load_gsm8k, local_gsm8k_dir
 
-    data = load_gsm8k(split, data_dir=local_gsm8k_dir())
+    data = load_gsm8k(split, data_dir=local_gsm8k_dir(), fixture_fallback=allow_fixture)
     rows = []
     for ex in data.examples:
         if max_question_chars is not None and len(ex.question) > max_question_chars:
@@ -123,7 +127,9 @@ def _data(model_name: str | None, n_train: int | None, n_eval: int | None, max_c
             tok = tiny_chat_tokenizer()
         else:
             tok = load_tokenizer(model_name)
-        return (gsm8k_rows(tok, "train", n_train, max_chars), gsm8k_rows(tok, "test", n_eval, max_chars))
+        fixture_ok = model_name is None  # only the tiny smoke preset may run on the sample
+        return (gsm8k_rows(tok, "train", n_train, max_chars, allow_fixture=fixture_ok),
+                gsm8k_rows(tok, "test", n_eval, max_chars, allow_fixture=fixture_ok))
 
     return load_data
 

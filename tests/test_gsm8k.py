@@ -12,6 +12,8 @@ import pytest
 from grpo_lib.answers import extract_answer
 from grpo_lib.gsm8k import (
     ENV_VAR,
+    FIXTURE_DIR,
+    FULL_SPLIT_SIZES,
     SYSTEM_PROMPT,
     GSM8KExample,
     GSM8KFormatError,
@@ -27,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = Path(os.environ.get(ENV_VAR) or REPO.parent / "shared" / "gsm8k")
 needs_gsm8k = pytest.mark.skipif(
     not (GSM8K_DIR / "test.jsonl").is_file(),
-    reason=f"GSM8K offline copy not found at {GSM8K_DIR}: set {ENV_VAR}",
+    reason=f"the full GSM8K splits are not here (no {GSM8K_DIR}; a fresh clone has none): set {ENV_VAR} "
+           "to a folder with train.jsonl and test.jsonl to run the full-split checks",
 )
 
 GOOD = {"question": "Ann has 2 pens and buys 3. How many?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"}
@@ -122,7 +125,7 @@ def test_offline_with_neither_datasets_missing(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(GSM8KNotFoundError) as info:
-        load_gsm8k("test")
+        load_gsm8k("test", fixture_fallback=False)
     assert "not installed" in str(info.value)
     _assert_both_fixes(str(info.value))
 
@@ -136,9 +139,52 @@ def test_offline_with_neither_hub_unreachable(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(GSM8KNotFoundError) as info:
-        load_gsm8k("train")
+        load_gsm8k("train", fixture_fallback=False)
     assert "could not be loaded" in str(info.value)
     _assert_both_fixes(str(info.value))
+
+
+# ----------------------------------------------------------------------------- the fixture
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_no_copy_and_no_hub_falls_back_to_the_marked_fixture(split, monkeypatch, capsys):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # no hub
+    data = load_gsm8k(split)
+    assert data.is_fixture and len(data) == 64 and "fixture=True" in repr(data)
+    assert Path(data.source) == FIXTURE_DIR / f"{split}.jsonl"
+    err = capsys.readouterr().err
+    assert "FIXTURE" in err and "not a GSM8K result" in err and ENV_VAR in err
+
+
+def test_fixture_is_marked_when_loaded_by_path_and_real_folders_are_not(tmp_path):
+    assert load_gsm8k("test", FIXTURE_DIR).is_fixture
+    write_jsonl(tmp_path, "test", [json.dumps(GOOD)])
+    assert not load_gsm8k("test", tmp_path).is_fixture
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fixture_rows_license_and_gold_answers(split):
+    lines = (FIXTURE_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 64
+    rows = [json.loads(x) for x in lines]
+    for row in rows:  # independent reading of the gold: the text after "####", commas removed
+        assert extract_answer(row["answer"], mode="strict") == float(int(row["answer"].split("####")[-1].strip().replace(",", "")))
+    short = [r for r in rows[32:] if len(r["question"]) <= 160]
+    assert len(short) == 32  # the documented selection: rows 33-64 are short questions
+    lic = (FIXTURE_DIR / "LICENSE").read_text()
+    assert "MIT License" in lic and "OpenAI" in lic
+    readme = (FIXTURE_DIR / "README.md").read_text()
+    assert "openai/grade-school-math" in readme and "2110.14168" in readme
+
+
+@needs_gsm8k
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fixture_rows_are_the_documented_rows_of_the_full_split(split):
+    full = (GSM8K_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    fixture = (FIXTURE_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(full) == FULL_SPLIT_SIZES[split]
+    later_short = [x for x in full[32:] if len(json.loads(x)["question"]) <= 160][:32]
+    assert fixture == full[:32] + later_short
 
 
 def test_hub_rows_are_parsed_like_files(monkeypatch):

@@ -203,11 +203,9 @@ def test_gsm8k_presets_are_registered_with_valid_configs():
 
 
 def test_gsm8k_rows_use_the_chat_template(tiny_dir):
-    from grpo_lib.gsm8k import local_gsm8k_dir
     from grpo_lib.presets_gsm8k import gsm8k_rows
 
-    if local_gsm8k_dir() is None:
-        pytest.skip("no offline GSM8K copy (set GRPO_GSM8K_DIR)")
+    # the full copy when present, else the shipped fixture (the rows checked here are in both)
     _, tok = load_policy(tiny_dir, lora=None)
     rows = gsm8k_rows(tok, "test", limit=3, max_question_chars=200)
     assert len(rows) == 3
@@ -215,3 +213,18 @@ def test_gsm8k_rows_use_the_chat_template(tiny_dir):
         assert len(r["question"]) <= 200
         assert r["prompt"] == build_plain_prompt(r["question"])  # the tiny template
         float(r["answer"].replace(",", ""))  # the gold number, not the whole solution
+
+
+def test_gsm8k_rows_can_refuse_the_fixture(tiny_dir, monkeypatch):
+    import sys
+
+    from grpo_lib.gsm8k import ENV_VAR, GSM8KNotFoundError
+    from grpo_lib.presets_gsm8k import gsm8k_rows
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr("grpo_lib.gsm8k.local_gsm8k_dir", lambda: None)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # no hub
+    _, tok = load_policy(tiny_dir, lora=None)
+    assert len(gsm8k_rows(tok, "test", limit=4)) == 4  # the smoke path runs on the sample
+    with pytest.raises(GSM8KNotFoundError):
+        gsm8k_rows(tok, "test", limit=4, allow_fixture=False)  # a real run refuses it
