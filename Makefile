@@ -2,7 +2,11 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export HF_HUB_OFFLINE ?= 1
+# Offline for the tests only (the caller's choice, not the library's): a fresh clone's tests
+# need no network (GSM8K falls back to the fixture in grpo_lib/assets/gsm8k_sample).
+TEST_ENV := HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+# Extra flags for `make lab` / `make train`, e.g. ARGS="--allow-root --no-browser --ip=0.0.0.0" in a container.
+ARGS ?=
 
 .PHONY: help setup train test test-fast lab strip clean
 
@@ -10,7 +14,8 @@ help:
 	@echo "make train      set up, then train the tiny model with GRPO on the CPU (the main job)"
 	@echo "make test       set up, then run every test and execute every notebook (smoke profile)"
 	@echo "make test-fast  the unit tests only, no notebooks"
-	@echo "make lab        set up, then open JupyterLab on the first notebook"
+	@echo "make lab        set up, then JupyterLab on the repository root, opening notebook 00"
+	@echo "                (flags: make lab ARGS=\"--allow-root --no-browser --ip=0.0.0.0\")"
 	@echo "make strip      strip outputs from every notebook before committing"
 
 $(BIN)/python:
@@ -23,17 +28,19 @@ $(VENV)/.installed: pyproject.toml scripts/install_torch.sh | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# A second run into runs/tiny is refused: make train ARGS=--overwrite (or ARGS=--resume).
 train: setup
-	$(BIN)/python -m grpo_lib.train --preset tiny --output-dir runs/tiny
+	$(BIN)/python -m grpo_lib.train --preset tiny --output-dir runs/tiny $(ARGS)
 
 test: setup
-	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=25
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=25
 
 test-fast: setup
-	MPLBACKEND=Agg $(BIN)/python -m pytest -m "not notebook"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebook"
 
+# The repository root is served (exercises/, solutions/, README.md reachable); notebook 00 opens.
 lab: setup
-	HF_HUB_OFFLINE=0 $(BIN)/jupyter lab notebooks/00_welcome.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ARGS) notebooks/00_welcome.ipynb
 
 strip: setup
 	$(BIN)/python scripts/strip_notebooks.py
