@@ -28,6 +28,9 @@ IMPORTANCE_LEVELS = ("token", "sequence")
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KL_KINDS = ("k1", "k2", "k3")
+#: ``report_to`` values, under transformers/TRL's names ("none", "all", "tensorboard").
+#: metrics.jsonl is always written when ``output_dir`` is set; "jsonl" names it explicitly.
+REPORT_TO = ("none", "all", "tensorboard", "jsonl")
 
 _DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -79,7 +82,11 @@ class GRPOConfig:
         are fp16, scales the loss with ``torch.amp.GradScaler``.
     Bookkeeping
         seed, output_dir (None = write nothing), logging_steps, save_steps (0 = never),
-        progress_bar.
+        progress_bar, save_total_limit (keep only the newest N ``checkpoint-*`` folders;
+        None = keep all; TRL's name), report_to (TRL's name: ``"none"`` = only
+        ``output_dir/metrics.jsonl``, always written; ``"tensorboard"`` also writes
+        TensorBoard event files to ``output_dir/tensorboard``, needs ``pip install
+        "grpo-lib[tensorboard]"``; ``"all"`` = every installed one; a list is accepted).
     """
 
     # sampling
@@ -131,6 +138,8 @@ class GRPOConfig:
     logging_steps: int = 1
     save_steps: int = 0
     progress_bar: bool = True
+    save_total_limit: int | None = None
+    report_to: str | list[str] = "none"
 
     # ------------------------------------------------------------------ derived
     @property
@@ -325,6 +334,14 @@ class GRPOConfig:
             bad("save_steps", "use an int >= 0 (0 = never save a checkpoint)")
         elif self.save_steps > 0 and self.output_dir is None:
             bad("save_steps", "checkpoints need a place: set output_dir, or save_steps=0")
+        if self.save_total_limit is not None and (not is_int(self.save_total_limit) or self.save_total_limit < 1):
+            bad("save_total_limit", "use None (keep every checkpoint) or an int >= 1 (keep the newest N)")
+        reports = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        if not isinstance(reports, (list, tuple)) or not all(isinstance(r, str) for r in reports) \
+                or any(r not in REPORT_TO for r in reports):
+            bad("report_to", f"use one of {REPORT_TO} or a list of them (metrics.jsonl is always written)")
+        elif any(r != "none" for r in reports) and self.output_dir is None:
+            bad("report_to", "reports need a place: set output_dir, or report_to='none'")
 
         if errors:
             raise ValueError("invalid GRPOConfig:\n  - " + "\n  - ".join(errors))

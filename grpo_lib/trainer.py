@@ -42,6 +42,9 @@ import copy
 import json
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,12 +60,40 @@ from grpo_lib.losses import grpo_loss
 from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs
 from grpo_lib.utils import seed_everything
 
-__all__ = ["GRPOTrainer", "TrainerCallback", "RewardFunc", "reward_func_name"]
+__all__ = ["GRPOTrainer", "TrainerCallback", "RewardFunc", "reward_func_name", "TrainingInterrupted",
+           "RESUME_SAFE_FIELDS"]
 
 RewardFunc = Callable[..., list]
 
 #: Metric keys that measure time, not the run: they differ between identical runs.
 TIMING_KEYS = ("step_time", "generation_time", "tokens_per_second", "wall_time")
+
+#: Config fields a resumed run may change: they do not alter what was trained so far nor
+#: how the next step is computed from it. Any other change is refused on resume (the
+#: optimizer, scheduler and data order come from the checkpoint and would silently keep
+#: the old values, or the batches and groups would no longer match).
+RESUME_SAFE_FIELDS = ("max_steps", "save_steps", "logging_steps", "progress_bar", "save_total_limit",
+                      "report_to", "output_dir")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by ``train()`` after Ctrl-C (SIGINT): the step in progress was finished,
+    and, with ``output_dir`` set, saved as ``checkpoint`` so that ``resume`` continues it.
+
+    Attributes:
+        step: the last completed step.
+        checkpoint: the checkpoint folder holding that step, or None (no output_dir).
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped at step {step}" + (f"; checkpoint {checkpoint}" if checkpoint else ""))
+        self.step, self.checkpoint = step, checkpoint
+
+
+def _finite_or_none(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics with NaN/inf replaced by None, so the line is strict JSON (null):
+    ``json.dumps`` would write the bare token ``NaN``, which no JSON parser accepts."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
 class TrainerCallback:
@@ -99,17 +130,25 @@ class GRPOTrainer:
 
     fp16 models (a T4) are trained with a loss scaler; see ``SUPPORTS_GRAD_SCALER``.
 
+    Positional, or with TRL's keyword names::
+
+        GRPOTrainer(model, tokenizer, reward_funcs, train_dataset, config)
+        GRPOTrainer(model=model, reward_funcs=funcs, args=config, train_dataset=rows,
+                    processing_class=tokenizer)
+
     Args:
         model: a transformers causal LM (or a peft model). With ``config.use_lora`` and a
-            plain model, a LoRA adapter is added (``lora_r``, ``lora_alpha``, ...).
+            plain model, a LoRA adapter is added (``lora_r``, ``lora_alpha``, ...). A string
+            (hub id or folder) is loaded with ``grpo_lib.models.load_policy(lora=False)``.
         tokenizer: its tokenizer (pad and eos tokens set; left padding is enforced for
-            generation).
+            generation). TRL's name: ``processing_class``.
         reward_funcs: one function or a list, each ``f(prompts, completions, **columns)
             -> list[float | None]`` (None = "not applicable", ignored in the sum).
         train_dataset: a list of dicts with a ``"prompt"`` key and any other columns
             (passed to the reward functions), or a list of prompt strings.
-        config: a :class:`GRPOConfig`.
-        reward_weights: overrides ``config.reward_weights``; one float per function.
+        config: a :class:`GRPOConfig`. TRL's name: ``args``.
+        reward_weights: overrides ``config.reward_weights``; one float per function. The
+            weights used are recorded in ``trainer.config.reward_weights`` (and config.json).
         callbacks: :class:`TrainerCallback` objects or functions ``f(step, metrics)``.
     """
 
@@ -119,17 +158,37 @@ class GRPOTrainer:
     def __init__(
         self,
         model,
-        tokenizer,
-        reward_funcs: RewardFunc | Sequence[RewardFunc],
-        train_dataset: Sequence[dict] | Sequence[str],
+        tokenizer=None,
+        reward_funcs: RewardFunc | Sequence[RewardFunc] | None = None,
+        train_dataset: Sequence[dict] | Sequence[str] | None = None,
         config: GRPOConfig | None = None,
         reward_weights: Sequence[float] | None = None,
         callbacks: Sequence[Any] | None = None,
+        *,
+        args: GRPOConfig | None = None,
+        processing_class=None,
     ) -> None:
+        if args is not None and config is not None:
+            raise TypeError("give the config once: config= (grpo_lib) or args= (TRL's name), not both")
+        if processing_class is not None and tokenizer is not None:
+            raise TypeError("give the tokenizer once: tokenizer= (grpo_lib) or processing_class= (TRL's name), not both")
+        config = args if args is not None else config
+        tokenizer = processing_class if processing_class is not None else tokenizer
+        if reward_funcs is None:
+            raise TypeError("reward_funcs is required: a function f(prompts, completions, **columns) or a list of them")
+        if train_dataset is None:
+            raise TypeError("train_dataset is required: a list of dicts with a 'prompt' key, or of prompt strings")
         self.config = config if config is not None else GRPOConfig()
         if not isinstance(self.config, GRPOConfig):
             raise TypeError(f"config must be a GRPOConfig, got {type(self.config).__name__}")
         cfg = self.config
+        if isinstance(model, (str, Path)):
+            from grpo_lib.models import load_policy
+
+            model, loaded_tok = load_policy(str(model), lora=False, device=cfg.device, dtype=cfg.dtype)
+            tokenizer = tokenizer if tokenizer is not None else loaded_tok
+        if tokenizer is None:
+            raise TypeError("a tokenizer is required: tokenizer= (grpo_lib) or processing_class= (TRL's name)")
 
         funcs = [reward_funcs] if callable(reward_funcs) else list(reward_funcs)
         if not funcs or not all(callable(f) for f in funcs):
@@ -145,6 +204,10 @@ class GRPOTrainer:
                 f"({self.reward_names}); give one weight per function"
             )
         self.reward_weights = torch.tensor([float(w) for w in weights])
+        if cfg.reward_weights != [float(w) for w in weights]:  # record what is used, not None
+            import dataclasses
+
+            self.config = cfg = dataclasses.replace(cfg, reward_weights=[float(w) for w in weights])
 
         self.dataset = self._normalise_dataset(train_dataset)
         if len(self.dataset) < cfg.prompts_per_step:
@@ -436,22 +499,35 @@ class GRPOTrainer:
         """Run until ``config.max_steps``; returns the list of per-step metrics.
 
         ``resume_from_checkpoint``: True = the newest ``checkpoint-*`` in ``output_dir``
-        (start fresh if none), or a checkpoint folder.
+        (a message says when there is none and the run starts from step 0), or a
+        checkpoint folder. The checkpoint's config must match this one except for
+        ``RESUME_SAFE_FIELDS`` (e.g. ``max_steps``); any other change raises ValueError
+        naming each field, since training would go on with the checkpoint's state.
+
+        Ctrl-C (SIGINT, in the main thread) finishes the step in progress, saves it as a
+        checkpoint (with ``output_dir``), and raises :class:`TrainingInterrupted`; a
+        second Ctrl-C stops at once (the newest checkpoint is then the last one saved).
         """
         cfg = self.config
         if resume_from_checkpoint:
             path = self._find_checkpoint(resume_from_checkpoint)
-            if path is not None:
+            if path is None:
+                print(f"resume: no checkpoint in {cfg.output_dir}; starting from step 0", file=sys.stderr, flush=True)
+            else:
+                self._check_resume_config(path)
                 self.load_checkpoint(path)
+                print(f"resume: continuing from {path} (step {self.global_step} of {cfg.max_steps})",
+                      file=sys.stderr, flush=True)
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
         metrics_file = None
+        tb = self._tensorboard_writer(out_dir)
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            (out_dir / "config.json").write_text(json.dumps(_finite_or_none(cfg.to_dict()), indent=2, allow_nan=False))
             # Rewrite the log up to where we (re)start, so a resumed run's file has no duplicates.
             with open(out_dir / "metrics.jsonl", "w") as fh:
                 for m in self.log_history:
-                    fh.write(json.dumps(m) + "\n")
+                    fh.write(json.dumps(_finite_or_none(m), allow_nan=False) + "\n")
             metrics_file = open(out_dir / "metrics.jsonl", "a")
 
         for cb in self.callbacks:
@@ -462,6 +538,17 @@ class GRPOTrainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.global_step, desc="GRPO", unit="step", dynamic_ncols=True)
+        stop = {"asked": False}
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            def on_sigint(signum, frame):
+                if stop["asked"]:
+                    raise KeyboardInterrupt  # a second Ctrl-C: stop now
+                stop["asked"] = True
+                print(f"\nCtrl-C: finishing step {self.global_step + 1}, then saving it "
+                      "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+            previous_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
             while self.global_step < cfg.max_steps:
                 metrics = self.training_step()
@@ -470,35 +557,100 @@ class GRPOTrainer:
                     if (f := _cb(cb, "on_step_end")) is not None:
                         f(self.global_step, metrics)
                 self.log_history.append(metrics)
-                if metrics_file is not None and (
-                    self.global_step % cfg.logging_steps == 0 or self.global_step == cfg.max_steps
-                ):
-                    metrics_file.write(json.dumps(metrics) + "\n")
-                    metrics_file.flush()
+                if self.global_step % cfg.logging_steps == 0 or self.global_step == cfg.max_steps:
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(_finite_or_none(metrics), allow_nan=False) + "\n")
+                        metrics_file.flush()
+                    if tb is not None:
+                        for k, v in metrics.items():
+                            if isinstance(v, (int, float)) and math.isfinite(v) and k != "step":
+                                tb.add_scalar(k, v, self.global_step)
+                        tb.flush()
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['completions/mean_length']:.0f}")
+                saved = None
                 if cfg.save_steps and self.global_step % cfg.save_steps == 0:
-                    self.save_checkpoint()
+                    saved = self.save_checkpoint()
+                    self._prune_checkpoints()
+                if stop["asked"]:
+                    if saved is None and out_dir is not None:
+                        saved = self.save_checkpoint()
+                        self._prune_checkpoints()
+                    raise TrainingInterrupted(self.global_step, saved)
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             if bar is not None:
                 bar.close()
             if metrics_file is not None:
                 metrics_file.close()
+            if tb is not None:
+                tb.close()
         for cb in self.callbacks:
             if (f := _cb(cb, "on_train_end")) is not None:
                 f(self)
         return self.log_history
+
+    def _tensorboard_writer(self, out_dir: Path | None):
+        """A TensorBoard ``SummaryWriter`` on ``output_dir/tensorboard`` when ``report_to``
+        asks for it ("tensorboard", or "all" with tensorboard installed), else None."""
+        reports = [self.config.report_to] if isinstance(self.config.report_to, str) else list(self.config.report_to)
+        if out_dir is None or not ({"tensorboard", "all"} & set(reports)):
+            return None
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            if "tensorboard" in reports:
+                raise ImportError('report_to="tensorboard" needs the tensorboard package: '
+                                  'pip install "grpo-lib[tensorboard]" (or report_to="none")')
+            return None  # "all": only what is installed
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+    def _check_resume_config(self, checkpoint: Path) -> None:
+        """Refuse to resume with settings that differ from the checkpoint's, except
+        ``RESUME_SAFE_FIELDS``: the checkpoint's optimizer, scheduler and data position
+        would silently keep the old values, or no longer fit the new ones."""
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        saved = state.get("config") or {}
+        now = self.config.to_dict()
+        changed = []
+        for key, old in saved.items():
+            if key in RESUME_SAFE_FIELDS or key not in now:
+                continue
+            if key == "reward_weights" and old is None:  # older checkpoints did not record the weights used
+                continue
+            if now[key] != old:
+                changed.append(f"{key}: {old!r} in the checkpoint, {now[key]!r} now")
+        if changed:
+            raise ValueError(
+                f"cannot resume from {checkpoint} with changed settings:\n  - " + "\n  - ".join(changed)
+                + f"\nA resumed run continues the checkpoint's run; only {', '.join(RESUME_SAFE_FIELDS)} may "
+                "change. Resume with the original settings, or start a new run in another output_dir."
+            )
+
+    def _prune_checkpoints(self) -> list[Path]:
+        """With ``save_total_limit = N``, delete all but the newest N ``checkpoint-*``
+        folders (TRL's rule); returns the deleted ones."""
+        limit = self.config.save_total_limit
+        if not limit or not self.config.output_dir:
+            return []
+        import shutil
+
+        done = _checkpoint_dirs(Path(self.config.output_dir))
+        old = done[:-limit] if len(done) > limit else []
+        for folder in old:
+            shutil.rmtree(folder)
+        return old
 
     # -------------------------------------------------------------- checkpoints
     def _find_checkpoint(self, spec: bool | str | Path) -> Path | None:
         if spec is True:
             if not self.config.output_dir:
                 raise ValueError("resume_from_checkpoint=True needs config.output_dir")
-            cands = sorted(
-                Path(self.config.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-            )
-            cands = [c for c in cands if (c / "trainer_state.json").exists()]
+            cands = _checkpoint_dirs(Path(self.config.output_dir))
             return cands[-1] if cands else None
         p = Path(spec)
         if not (p / "trainer_state.json").exists():
@@ -574,15 +726,50 @@ class GRPOTrainer:
         self.log_history = state["log_history"]
         self.num_reference_forwards = state.get("num_reference_forwards", 0)
 
-    def save_model(self, path: str | Path) -> Path:
-        """Save the model (or the LoRA adapter) and tokenizer with ``save_pretrained``."""
+    def save_model(self, path: str | Path, merged: bool = False) -> Path:
+        """Save the model and tokenizer with ``save_pretrained``, loadable with
+        ``AutoModelForCausalLM.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``.
+
+        Full fine-tuning: the whole model. LoRA: the adapter only (``adapter_config.json``
+        names the base model; transformers loads it through peft, or use
+        ``peft.AutoPeftModelForCausalLM``), or with ``merged=True`` the base with the
+        adapter merged in (``merge_and_unload`` on a copy: a plain model, no peft needed).
+        A ``README.md`` in the folder says which.
+        """
         path = Path(path)
-        self.model.save_pretrained(path)
+        if self.is_peft and merged:
+            copy.deepcopy(self.model).merge_and_unload().save_pretrained(path)
+            kind = "the base model with the LoRA adapter merged in (a plain transformers model)"
+        elif self.is_peft:
+            self.model.save_pretrained(path)
+            base = getattr(next(iter(self.model.peft_config.values())), "base_model_name_or_path", None)
+            kind = (f"a LoRA adapter for the base model {base!r} (adapter_config.json); "
+                    "AutoModelForCausalLM.from_pretrained loads base + adapter when peft is installed")
+        else:
+            self.model.save_pretrained(path)
+            kind = "the full fine-tuned model"
         self.tokenizer.save_pretrained(path)
+        (path / "README.md").write_text(
+            f"# GRPO model (grpo_lib), step {self.global_step}\n\nThis folder holds {kind}, and its tokenizer.\n\n"
+            "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"model = AutoModelForCausalLM.from_pretrained({str(path)!r})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({str(path)!r})\n```\n"
+        )
         return path
 
 
 # ---------------------------------------------------------------------- helpers
+def _checkpoint_dirs(out_dir: Path) -> list[Path]:
+    """Complete ``checkpoint-<step>`` folders in ``out_dir``, oldest step first (a
+    ``.tmp`` folder left by a crash mid-save is not a checkpoint)."""
+    found = []
+    for p in out_dir.glob("checkpoint-*"):
+        suffix = p.name[len("checkpoint-"):]
+        if suffix.isdigit() and (p / "trainer_state.json").exists():
+            found.append((int(suffix), p))
+    return [p for _, p in sorted(found)]
+
+
 def _lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
