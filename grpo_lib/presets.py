@@ -39,6 +39,10 @@ class Preset:
             (0 = only before and after), for the accuracy curve.
         eval_stop_strings: passed to ``evaluate`` (cut a base model's invented next question).
         torch_threads: ``torch.set_num_threads`` for the run (None = torch's default).
+        model_name_or_path: the model the preset trains (for the record and ``--help``).
+        retarget: ``f(model_name_or_path, dataset_name) -> Preset``, the same recipe on
+            another model or data folder (``--model_name_or_path``/``--dataset_name``);
+            None when the preset does not allow it.
     """
 
     name: str
@@ -54,6 +58,8 @@ class Preset:
     eval_subset: int = 200
     eval_stop_strings: tuple[str, ...] = field(default_factory=tuple)
     torch_threads: int | None = None
+    model_name_or_path: str | None = None
+    retarget: Callable[[str | None, str | None], "Preset"] | None = None
 
     def with_config(self, **overrides: Any) -> "Preset":
         """A copy whose config has ``overrides`` applied (and validated)."""
@@ -140,6 +146,7 @@ def tiny_preset() -> Preset:
         name="tiny",
         description="the shipped tiny model on the synthetic task, full fine-tuning on the CPU (~2-4 min)",
         config=cfg,
+        model_name_or_path="grpo_lib/assets/tiny (shipped)",
         load_model=_tiny_model,
         load_data=_tiny_data,
         # shows_work_reward, weight 0: not rewarded, only logged (rewards/shows_work_reward/mean)

@@ -78,15 +78,18 @@ def gsm8k_config(**overrides: Any) -> GRPOConfig:
 
 
 def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
-               max_question_chars: int | None = None, allow_fixture: bool = True) -> list[dict[str, Any]]:
+               max_question_chars: int | None = None, allow_fixture: bool = True,
+               data_dir: str | None = None) -> list[dict[str, Any]]:
     """GSM8K rows as ``{"prompt", "answer", "question"}``: the prompt through the
     tokenizer's chat template (``build_chat_prompt``), the answer the gold number string.
     ``max_question_chars`` keeps only short questions (the CPU smoke path).
     ``allow_fixture``: with no full copy and no hub, use the shipped 64-row sample
-    (``load_gsm8k``'s fallback, announced on stderr); False raises instead."""
+    (``load_gsm8k``'s fallback, announced on stderr); False raises instead.
+    ``data_dir``: a folder with train.jsonl/test.jsonl (default: ``local_gsm8k_dir()``)."""
     from grpo_lib.gsm8k import build_chat_prompt, load_gsm8k, local_gsm8k_dir
 
-    data = load_gsm8k(split, data_dir=local_gsm8k_dir(), fixture_fallback=allow_fixture)
+    data = load_gsm8k(split, data_dir=data_dir if data_dir is not None else local_gsm8k_dir(),
+                      fixture_fallback=allow_fixture)
     rows = []
     for ex in data.examples:
         if max_question_chars is not None and len(ex.question) > max_question_chars:
@@ -109,7 +112,8 @@ def _loader(model_name: str | None):
             from grpo_lib.chat_tiny import save_tiny_chat
 
             base = Path(cfg.output_dir) if cfg.output_dir else Path(tempfile.mkdtemp())
-            name = str(save_tiny_chat(base / "tiny-chat-base"))
+            # absolute: the saved adapter names its base by this path
+            name = str(save_tiny_chat(base.resolve() / "tiny-chat-base"))
         return load_policy(name, lora=True, device=cfg.device, dtype=cfg.dtype, lora_r=cfg.lora_r,
                            lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                            gradient_checkpointing=cfg.gradient_checkpointing)
@@ -117,7 +121,8 @@ def _loader(model_name: str | None):
     return load_model
 
 
-def _data(model_name: str | None, n_train: int | None, n_eval: int | None, max_chars: int | None):
+def _data(model_name: str | None, n_train: int | None, n_eval: int | None, max_chars: int | None,
+          data_dir: str | None = None):
     def load_data(seed: int):
         from grpo_lib.models import load_tokenizer
 
@@ -128,24 +133,46 @@ def _data(model_name: str | None, n_train: int | None, n_eval: int | None, max_c
         else:
             tok = load_tokenizer(model_name)
         fixture_ok = model_name is None  # only the tiny smoke preset may run on the sample
-        return (gsm8k_rows(tok, "train", n_train, max_chars, allow_fixture=fixture_ok),
-                gsm8k_rows(tok, "test", n_eval, max_chars, allow_fixture=fixture_ok))
+        return (gsm8k_rows(tok, "train", n_train, max_chars, allow_fixture=fixture_ok, data_dir=data_dir),
+                gsm8k_rows(tok, "test", n_eval, max_chars, allow_fixture=fixture_ok, data_dir=data_dir))
 
     return load_data
 
 
 def gsm8k_lora_preset(name: str, model_name: str | None, config: GRPOConfig, *, n_train: int | None = None,
                       n_eval: int | None = None, max_question_chars: int | None = None,
-                      eval_max_new_tokens: int = 512, eval_batch_size: int = 64, description: str = "") -> Preset:
-    """A GSM8K LoRA preset; ``model_name=None`` is the tiny chat model (CPU)."""
+                      eval_max_new_tokens: int = 512, eval_batch_size: int = 64, description: str = "",
+                      data_dir: str | None = None) -> Preset:
+    """A GSM8K LoRA preset; ``model_name=None`` is the tiny chat model (CPU).
+
+    ``preset.retarget(model_name_or_path, dataset_name)`` gives the same recipe on another
+    causal LM (a hub id or folder) and/or GSM8K folder (``dataset_name``: a folder with
+    train.jsonl and test.jsonl, or ``"openai/gsm8k"`` for the default lookup)."""
     from grpo_lib.rewards import correctness_reward, format_reward
+
+    def retarget(model: str | None, dataset: str | None) -> Preset:
+        folder = data_dir
+        if dataset is not None:
+            if dataset in ("openai/gsm8k", "gsm8k"):
+                folder = None
+            elif Path(dataset).expanduser().is_dir():
+                folder = str(Path(dataset).expanduser())
+            else:
+                raise ValueError(f"--dataset_name {dataset!r}: use 'openai/gsm8k' (a local copy, else the hub) or "
+                                 "a folder holding GSM8K's train.jsonl and test.jsonl")
+        return gsm8k_lora_preset(name, model if model is not None else model_name, config, n_train=n_train,
+                                 n_eval=n_eval, max_question_chars=max_question_chars,
+                                 eval_max_new_tokens=eval_max_new_tokens, eval_batch_size=eval_batch_size,
+                                 description=description, data_dir=folder)
 
     return Preset(
         name=name,
         description=description,
         config=config,
         load_model=_loader(model_name),
-        load_data=_data(model_name, n_train, n_eval, max_question_chars),
+        load_data=_data(model_name, n_train, n_eval, max_question_chars, data_dir),
+        model_name_or_path=model_name if model_name is not None else "the tiny chat model (grpo_lib.chat_tiny)",
+        retarget=retarget,
         reward_funcs=[correctness_reward, format_reward],
         reward_weights=list(GSM8K_REWARD_WEIGHTS),
         eval_max_new_tokens=eval_max_new_tokens,

@@ -61,7 +61,7 @@ from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs
 from grpo_lib.utils import seed_everything
 
 __all__ = ["GRPOTrainer", "TrainerCallback", "RewardFunc", "reward_func_name", "TrainingInterrupted",
-           "RESUME_SAFE_FIELDS"]
+           "RESUME_SAFE_FIELDS", "resume_config_changes"]
 
 RewardFunc = Callable[..., list]
 
@@ -614,16 +614,7 @@ class GRPOTrainer:
         ``RESUME_SAFE_FIELDS``: the checkpoint's optimizer, scheduler and data position
         would silently keep the old values, or no longer fit the new ones."""
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        saved = state.get("config") or {}
-        now = self.config.to_dict()
-        changed = []
-        for key, old in saved.items():
-            if key in RESUME_SAFE_FIELDS or key not in now:
-                continue
-            if key == "reward_weights" and old is None:  # older checkpoints did not record the weights used
-                continue
-            if now[key] != old:
-                changed.append(f"{key}: {old!r} in the checkpoint, {now[key]!r} now")
+        changed = resume_config_changes(state.get("config") or {}, self.config.to_dict())
         if changed:
             raise ValueError(
                 f"cannot resume from {checkpoint} with changed settings:\n  - " + "\n  - ".join(changed)
@@ -759,6 +750,20 @@ class GRPOTrainer:
 
 
 # ---------------------------------------------------------------------- helpers
+def resume_config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that differ between a checkpoint's config and this run's, outside
+    ``RESUME_SAFE_FIELDS``, one line each (``"seed: 0 in the checkpoint, 7 now"``)."""
+    changed = []
+    for key, old in saved.items():
+        if key in RESUME_SAFE_FIELDS or key not in now:
+            continue
+        if key == "reward_weights" and old is None:  # older checkpoints did not record the weights used
+            continue
+        if now[key] != old:
+            changed.append(f"{key}: {old!r} in the checkpoint, {now[key]!r} now")
+    return changed
+
+
 def _checkpoint_dirs(out_dir: Path) -> list[Path]:
     """Complete ``checkpoint-<step>`` folders in ``out_dir``, oldest step first (a
     ``.tmp`` folder left by a crash mid-save is not a checkpoint)."""
