@@ -129,7 +129,8 @@ def plot_curves(log_history: list[dict], acc_before: float | None, acc_after: fl
     ax2.set_ylabel("greedy accuracy (strict)")
     ax2.set_ylim(0, 1)
     ax2.set_title("held-out accuracy")
-    ax2.legend(loc="lower right")
+    if ev or pts:
+        ax2.legend(loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
