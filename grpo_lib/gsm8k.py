@@ -272,9 +272,11 @@ def load_gsm8k(split: Split = "test", data_dir: str | os.PathLike | None = None,
             path = FIXTURE_DIR / f"{split}.jsonl"
             examples, skipped = _load_jsonl(path, skip_bad_rows)
             source = str(path)
-            print(f"GSM8K {split}: no full copy and no hub ({str(err).split('. ')[0]}). Using the "
-                  f"{len(examples)}-row FIXTURE shipped with grpo_lib ({FIXTURE_DIR}): enough to run "
-                  f"the code, not a GSM8K result. For the full split set {ENV_VAR} or install "
+            hub_reason = str(err).split("could not be loaded (")[-1].split(")")[0] if "could not be loaded" in str(err) \
+                else "the 'datasets' package is not installed"
+            print(f"GSM8K {split}: using the {len(examples)}-row FIXTURE shipped with grpo_lib ({FIXTURE_DIR}), "
+                  f"NOT the data set: enough to run the code, not a GSM8K result. No full copy ({ENV_VAR} is "
+                  f"unset) and no hub ({hub_reason[:120]}). For the full split: set {ENV_VAR}, or install "
                   "grpo-lib[hub] with network access.", file=sys.stderr, flush=True)
     if skipped:
         first = ", ".join(f"line {n}: {why}" for n, why in skipped[:3])
