@@ -13,7 +13,7 @@ Where the rows come from, first match wins:
 3. the Hugging Face data set ``openai/gsm8k`` (config ``main``) through ``datasets``
    (``pip install "grpo-lib[hub]"``), which needs the hub or its local cache;
 4. when none of these is available (a fresh clone, offline): the small **fixture**
-   shipped with the package, ``FIXTURE_DIR`` (64 rows of each split, MIT license notice
+   shipped with the package, ``FIXTURE_DIR`` (68 rows of each split, MIT license notice
    and source in its README). The loader says so on stderr and marks the split
    (``split.is_fixture``, and ``"fixture"`` in its repr): it is enough to run the smoke
    profiles and the tests, and never a GSM8K result. ``fixture_fallback=False`` raises
@@ -234,7 +234,7 @@ def load_gsm8k(split: Split = "test", data_dir: str | os.PathLike | None = None,
     """Load one GSM8K split as a ``GSM8KSplit`` of ``GSM8KExample`` rows, in file order.
 
     Source: ``data_dir``, else ``$GRPO_GSM8K_DIR``, else the hub data set ``openai/gsm8k``
-    (config ``main``) via ``datasets``, else (``fixture_fallback=True``) the 64-row
+    (config ``main``) via ``datasets``, else (``fixture_fallback=True``) the 68-row
     fixture shipped with the package, announced on stderr and marked ``is_fixture``.
     With ``fixture_fallback=False`` and neither folder nor hub: ``GSM8KNotFoundError``
     saying both ways to fix it.
@@ -272,8 +272,8 @@ def load_gsm8k(split: Split = "test", data_dir: str | os.PathLike | None = None,
             path = FIXTURE_DIR / f"{split}.jsonl"
             examples, skipped = _load_jsonl(path, skip_bad_rows)
             source = str(path)
-            hub_reason = str(err).split("could not be loaded (")[-1].split(")")[0] if "could not be loaded" in str(err) \
-                else "the 'datasets' package is not installed"
+            cause = err.__cause__
+            hub_reason = f"{type(cause).__name__}: {cause}" if cause is not None else "the 'datasets' package is not installed"
             print(f"GSM8K {split}: using the {len(examples)}-row FIXTURE shipped with grpo_lib ({FIXTURE_DIR}), "
                   f"NOT the data set: enough to run the code, not a GSM8K result. No full copy ({ENV_VAR} is "
                   f"unset) and no hub ({hub_reason[:120]}). For the full split: set {ENV_VAR}, or install "

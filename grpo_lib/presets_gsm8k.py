@@ -28,7 +28,7 @@ from typing import Any
 from grpo_lib.config import GRPOConfig
 from grpo_lib.presets import Preset, register_preset
 
-__all__ = ["gsm8k_config", "gsm8k_rows", "gsm8k_lora_preset", "GSM8K_REWARD_WEIGHTS"]
+__all__ = ["gsm8k_config", "gsm8k_rows", "gsm8k_lora_preset", "GSM8K_REWARD_WEIGHTS", "GSM8KRows"]
 
 #: correctness (strict ``#### n``) 1.0, format 0.2: the format reward alone is gameable
 #: (a bare ``#### 0`` earns it), so it only breaks ties while the model learns the format.
@@ -77,13 +77,23 @@ def gsm8k_config(**overrides: Any) -> GRPOConfig:
     return GRPOConfig(**kw)
 
 
+class GSM8KRows(list):
+    """A list of row dicts that remembers where the rows came from: ``source`` (a file or
+    ``hf://...``) and ``is_fixture`` (True: the shipped sample, not GSM8K; say so with any
+    figure computed on it)."""
+
+    def __init__(self, rows: list[dict[str, Any]], source: str, is_fixture: bool) -> None:
+        super().__init__(rows)
+        self.source, self.is_fixture = source, is_fixture
+
+
 def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
                max_question_chars: int | None = None, allow_fixture: bool = True,
-               data_dir: str | None = None) -> list[dict[str, Any]]:
+               data_dir: str | None = None) -> GSM8KRows:
     """GSM8K rows as ``{"prompt", "answer", "question"}``: the prompt through the
     tokenizer's chat template (``build_chat_prompt``), the answer the gold number string.
     ``max_question_chars`` keeps only short questions (the CPU smoke path).
-    ``allow_fixture``: with no full copy and no hub, use the shipped 64-row sample
+    ``allow_fixture``: with no full copy and no hub, use the shipped 68-row sample
     (``load_gsm8k``'s fallback, announced on stderr); False raises instead.
     ``data_dir``: a folder with train.jsonl/test.jsonl (default: ``local_gsm8k_dir()``)."""
     from grpo_lib.gsm8k import build_chat_prompt, load_gsm8k, local_gsm8k_dir
@@ -98,7 +108,7 @@ def gsm8k_rows(tokenizer: Any, split: str, limit: int | None = None,
                      "question": ex.question})
         if limit is not None and len(rows) >= limit:
             break
-    return rows
+    return GSM8KRows(rows, source=data.source, is_fixture=data.is_fixture)
 
 
 def _loader(model_name: str | None):

@@ -35,7 +35,7 @@ def _gold_rows(split: str, folder: Path):
 
 
 @pytest.mark.parametrize("split,expected_rows,where", [
-    ("train", 7473, "full"), ("test", 1319, "full"), ("train", 64, "fixture"), ("test", 64, "fixture")])
+    ("train", 7473, "full"), ("test", 1319, "full"), ("train", 68, "fixture"), ("test", 68, "fixture")])
 def test_every_gsm8k_gold_answer_extracts_strictly(split, expected_rows, where):
     rows = _gold_rows(split, GSM8K_DIR if where == "full" else FIXTURE_DIR)
     assert len(rows) == expected_rows

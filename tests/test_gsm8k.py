@@ -150,7 +150,7 @@ def test_no_copy_and_no_hub_falls_back_to_the_marked_fixture(split, monkeypatch,
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setitem(sys.modules, "datasets", None)  # no hub
     data = load_gsm8k(split)
-    assert data.is_fixture and len(data) == 64 and "fixture=True" in repr(data)
+    assert data.is_fixture and len(data) == 68 and "fixture=True" in repr(data)
     assert Path(data.source) == FIXTURE_DIR / f"{split}.jsonl"
     err = capsys.readouterr().err
     assert "FIXTURE" in err and "not a GSM8K result" in err and ENV_VAR in err
@@ -165,12 +165,12 @@ def test_fixture_is_marked_when_loaded_by_path_and_real_folders_are_not(tmp_path
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_fixture_rows_license_and_gold_answers(split):
     lines = (FIXTURE_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 64
+    assert len(lines) == 68
     rows = [json.loads(x) for x in lines]
     for row in rows:  # independent reading of the gold: the text after "####", commas removed
         assert extract_answer(row["answer"], mode="strict") == float(int(row["answer"].split("####")[-1].strip().replace(",", "")))
-    short = [r for r in rows[32:] if len(r["question"]) <= 160]
-    assert len(short) == 32  # the documented selection: rows 33-64 are short questions
+    assert all(len(r["question"]) <= 160 for r in rows[32:64])  # the documented selection
+    assert all("," in r["answer"].split("####")[-1] for r in rows[64:])  # thousands commas
     lic = (FIXTURE_DIR / "LICENSE").read_text()
     assert "MIT License" in lic and "OpenAI" in lic
     readme = (FIXTURE_DIR / "README.md").read_text()
@@ -183,8 +183,9 @@ def test_fixture_rows_are_the_documented_rows_of_the_full_split(split):
     full = (GSM8K_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
     fixture = (FIXTURE_DIR / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(full) == FULL_SPLIT_SIZES[split]
-    later_short = [x for x in full[32:] if len(json.loads(x)["question"]) <= 160][:32]
-    assert fixture == full[:32] + later_short
+    short = [i for i in range(32, len(full)) if len(json.loads(full[i])["question"]) <= 160][:32]
+    comma = [i for i in range(short[-1] + 1, len(full)) if "," in json.loads(full[i])["answer"].split("####")[-1]][:4]
+    assert fixture == [full[i] for i in list(range(32)) + short + comma]
 
 
 def test_hub_rows_are_parsed_like_files(monkeypatch):

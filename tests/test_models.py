@@ -225,6 +225,7 @@ def test_gsm8k_rows_can_refuse_the_fixture(tiny_dir, monkeypatch):
     monkeypatch.setattr("grpo_lib.gsm8k.local_gsm8k_dir", lambda: None)
     monkeypatch.setitem(sys.modules, "datasets", None)  # no hub
     _, tok = load_policy(tiny_dir, lora=None)
-    assert len(gsm8k_rows(tok, "test", limit=4)) == 4  # the smoke path runs on the sample
+    rows = gsm8k_rows(tok, "test", limit=4)
+    assert len(rows) == 4 and rows.is_fixture  # the smoke path runs on the sample, marked
     with pytest.raises(GSM8KNotFoundError):
         gsm8k_rows(tok, "test", limit=4, allow_fixture=False)  # a real run refuses it
