@@ -162,7 +162,8 @@ def run_preset(preset: Preset, resume: bool = False, do_eval: bool = True, progr
     model, tokenizer = preset.load_model(cfg)
     train_rows, eval_rows = preset.load_data(cfg.seed)
     if eval_limit is not None:
-        eval_rows = eval_rows[:eval_limit]
+        eval_rows = type(eval_rows)(eval_rows[:eval_limit], eval_rows.source, eval_rows.is_fixture) \
+            if hasattr(eval_rows, "is_fixture") else eval_rows[:eval_limit]
 
     before_file = out / "eval_before.json"
     acc_before = ci_before = None
@@ -205,6 +206,9 @@ def run_preset(preset: Preset, resume: bool = False, do_eval: bool = True, progr
     summary = {
         "preset": preset.name,
         "model": preset.model_name_or_path,
+        # where the rows came from, when the loader says (GSM8K: a file, the hub, or the fixture sample)
+        **({"data_source": getattr(eval_rows, "source"), "data_is_fixture": getattr(eval_rows, "is_fixture")}
+           if hasattr(eval_rows, "is_fixture") else {}),
         "accuracy_before": _round(acc_before),
         "accuracy_before_ci95": None if ci_before is None else [_round(c) for c in ci_before],
         "accuracy_after": _round(acc_after),

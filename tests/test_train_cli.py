@@ -241,3 +241,16 @@ def test_model_and_dataset_overrides_apply_to_gsm8k_presets_only(tmp_path, capsy
     assert p.model_name_or_path == "Qwen/Qwen2.5-1.5B-Instruct" and p.name == "gsm8k-qwen0.5b-lora"
     with pytest.raises(ValueError, match="dataset_name"):
         get_preset("gsm8k-qwen0.5b-lora").retarget(None, "some/other-dataset")
+
+
+def test_gsm8k_tiny_preset_runs_on_the_fixture_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GRPO_GSM8K_DIR", raising=False)
+    monkeypatch.setattr("grpo_lib.gsm8k.local_gsm8k_dir", lambda: None)  # a fresh clone: no ../shared
+    monkeypatch.setitem(sys.modules, "datasets", None)  # and no hub
+    out = tmp_path / "g"
+    assert main(["--preset", "gsm8k-tiny-lora", "--no-progress", "--eval-limit", "4", "--max-steps", "2",
+                 "--output-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data_is_fixture"] is True and "gsm8k_sample" in summary["data_source"]
+    assert summary["final_model"] == "LoRA adapter" and (out / "final-model" / "adapter_config.json").exists()
+    assert "FIXTURE" in capsys.readouterr().err
