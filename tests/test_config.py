@@ -67,6 +67,8 @@ BAD = [
     ({"save_steps": -1}, "save_steps"),
     ({"save_steps": 10, "output_dir": None}, "save_steps"),
     ({"progress_bar": None}, "progress_bar"),
+    ({"save_total_limit": 0}, "save_total_limit"),
+    ({"report_to": "wandb", "output_dir": "x"}, "report_to"),
 ]
 
 
