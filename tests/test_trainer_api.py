@@ -88,3 +88,12 @@ def test_lora_final_model_loads_with_from_pretrained_adapter_and_merged(tmp_path
     torch.testing.assert_close(got_merged, want, atol=1e-4, rtol=1e-4)
     assert (base_logits - want).abs().max() > 1e-3  # the adapter changed the model
     assert AutoTokenizer.from_pretrained(merged)("a b")["input_ids"] == tok("a b")["input_ids"]
+
+
+def test_model_given_by_name_is_loaded_with_its_tokenizer(tmp_path):
+    from grpo_lib.chat_tiny import save_tiny_chat
+
+    folder = save_tiny_chat(tmp_path / "m")
+    tr = GRPOTrainer(model=str(folder), reward_funcs=correctness_reward, args=_cfg(max_steps=1), train_dataset=ROWS)
+    assert tr.tokenizer("a b")["input_ids"] == load_tiny_tokenizer()("a b")["input_ids"]
+    assert len(tr.train()) == 1
