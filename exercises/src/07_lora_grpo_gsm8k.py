@@ -8,7 +8,7 @@
 # switched off), and pick the right dtype for the GPU you are given. Lesson:
 # [`notebooks/07_lora_grpo_gsm8k.ipynb`](../notebooks/07_lora_grpo_gsm8k.ipynb).
 #
-# These run on a CPU with a tiny random model; the same code serves Qwen2.5-0.5B on a T4.
+# These run on a CPU with a tiny random model; the same code serves Qwen2.5-0.5B on a GPU.
 # Replace each `raise NotImplementedError(...)` with your code, then run the `check_...` cell
 # under it. Filled version: `solutions/07_lora_grpo_gsm8k.ipynb`.
 
@@ -89,10 +89,11 @@ assert kl0 == 0.0 and kl1 > 0
 # %% [markdown]
 # ## Exercise 2 · Which dtype for which GPU?
 #
-# bf16 needs compute capability ≥ 8 (A100, L4, H100, RTX 30xx and newer). A T4 (Colab's free GPU,
-# capability 7.5) has no native bf16, yet `torch.cuda.is_bf16_supported()` returns True there
-# because it counts *emulation*, which is several times slower. The course's rule: bf16 from
-# capability 8, fp16 (with a loss scaler, LoRA weights in fp32) below it, fp32 off CUDA.
+# bf16 runs on the tensor cores from compute capability 8 (A100, L4, H100, RTX 30xx and newer). A T4
+# (Colab's free GPU, capability 7.5) has none for bf16, yet `torch.cuda.is_bf16_supported()` returns
+# True there: by default (`including_emulation=True`) it only checks that a bf16 tensor can be
+# created. The course's rule: bf16 from capability 8, fp16 (with a loss scaler, LoRA weights in fp32)
+# below it, fp32 off CUDA (lesson 07, section 1).
 # `capability` is a `(major, minor)` tuple, or None off CUDA.
 
 # %%
