@@ -12,7 +12,7 @@ format of GSM8K's own solutions (Cobbe et al. 2021, arXiv 2110.14168). Two readi
 
 Report both: strict accuracy of an instruct model often starts near 0 and climbs to
 within a few points of lenient accuracy during RL, which is format learning, not
-reasoning (COURSE_GUIDE section 3 and 6).
+reasoning.
 
 Numbers are compared as numbers (``answers_match``): ``1,234``, ``$1234.00`` and
 ``1234`` are the same answer.

@@ -1,6 +1,6 @@
 """Choosing the device and the dtype, so that one code path serves a laptop and a GPU.
 
-The rule (course guide §2): bf16 only on GPUs of compute capability 8.0 or newer
+The rule (notebook 07, section 1): bf16 only on GPUs of compute capability 8.0 or newer
 (Ampere: A100, A10, L4, RTX 30xx; Hopper: H100). ``torch.cuda.is_bf16_supported()``
 returns True on a T4 (capability 7.5) because it counts emulation, and emulated bf16 is
 slow: do not rely on it. On a T4 use fp16, with a gradient scaler and trainable (LoRA)

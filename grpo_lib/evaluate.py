@@ -1,6 +1,6 @@
 """Held-out evaluation: batched greedy generation, strict and lenient accuracy with 95% CIs.
 
-The protocol the course uses everywhere (COURSE_GUIDE sections 3 and 6):
+The protocol the course uses everywhere (see notebook 06 for why):
 
 * on held-out prompts (GSM8K's 1,319 test questions, or the synthetic test split), never
   on training prompts;

@@ -1,6 +1,6 @@
 """Log-probabilities of completion tokens, their mask, and the policy's entropy.
 
-Invariants (see the course guide, §2):
+Invariants:
 
 - The learner must score tokens exactly as the sampler drew them: divide the logits by the
   sampling temperature, and score only the completion positions.

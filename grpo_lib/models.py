@@ -5,7 +5,7 @@
 of ``grpo_lib.chat_tiny``) is the CPU smoke path. The decisions it makes, and why:
 
 * **Device**: CUDA, then Apple MPS, then the CPU (``grpo_lib.device.pick_device``).
-* **Dtype** (``plan_precision``, course guide §2): bf16 only on compute capability ≥ 8
+* **Dtype** (``plan_precision``; notebook 07, section 1): bf16 only on compute capability ≥ 8
   (A100, L4, H100). A T4 (capability 7.5) has no native bf16 although
   ``torch.cuda.is_bf16_supported()`` says True, so there the base weights are fp16 and
   the gradients need a loss scaler (``torch.amp.GradScaler``): fp16's smallest normal
@@ -87,7 +87,7 @@ def plan_precision(
     dtype: str | torch.dtype = "auto",
     capability: tuple[int, int] | None = None,
 ) -> Precision:
-    """Decide device and dtypes (course guide §2). ``capability`` overrides the GPU's
+    """Decide device and dtypes (notebook 07, section 1). ``capability`` overrides the GPU's
     ``torch.cuda.get_device_capability()`` (tests, or planning for a GPU you do not have).
 
     =================  =============  ===========  ============

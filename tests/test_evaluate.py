@@ -45,8 +45,8 @@ def test_wilson_endpoints_solve_the_score_equation(k, n):
         assert abs(k / n - p0) == pytest.approx(z * math.sqrt(p0 * (1 - p0) / n), abs=1e-12)
 
 
-def test_wilson_width_matches_the_course_guide():
-    # COURSE_GUIDE section 6: p ~ 0.5 gives about +-4.4 points on 500 items, +-2.7 on 1,319.
+def test_wilson_width_matches_the_published_rule_of_thumb():
+    # p ~ 0.5 gives about +-4.4 points on 500 items, +-2.7 on 1,319.
     for n, half in [(500, 0.044), (1319, 0.027)]:
         lo, hi = wilson_interval(n // 2, n)
         assert (hi - lo) / 2 == pytest.approx(half, abs=0.001)
