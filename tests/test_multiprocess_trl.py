@@ -146,3 +146,38 @@ def test_two_process_reward_curve_matches_one_process_within_noise(runs):
         assert abs(a - b) <= bound, f"step {t}: two processes {a:.3f}, one process {b:.3f} (bound {bound:.3f})"
     # and the rewards are not degenerate (a curve of zeros would match anything)
     assert 0.05 < sum(curve1) / STEPS < 0.95
+
+
+# ------------------------------------------------------------------ fast checks, no launch
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trl_grpo", REPO / "scripts" / "trl_grpo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("batch, procs, micro, want", [(64, 1, None, (64, 1)), (64, 2, None, (32, 1)),
+                                                        (64, 4, 8, (8, 2)), (64, 8, 16, (8, 1))])
+def test_batch_layout_keeps_the_global_batch(batch, procs, micro, want):
+    per_device, accum = _script().trl_batch_layout(batch, procs, micro)
+    assert (per_device, accum) == want and per_device * accum * procs == batch
+
+
+@pytest.mark.parametrize("batch, procs, micro, match", [(64, 3, None, "divisible by the 3 processes"),
+                                                         (64, 2, 12, "micro_batch_size=12"), (64, 0, None, "num_processes")])
+def test_batch_layout_rejects_a_batch_that_does_not_split(batch, procs, micro, match):
+    with pytest.raises(ValueError, match=match):
+        _script().trl_batch_layout(batch, procs, micro)
+
+
+def test_launch_files_differ_from_the_multi_gpu_one_only_in_device_settings():
+    yaml = pytest.importorskip("yaml")
+    load = lambda name: yaml.safe_load((REPO / "launch" / name).read_text())  # noqa: E731
+    gpu, cpu, zero2 = load("multi_gpu.yaml"), load("cpu_2proc.yaml"), load("deepspeed_zero2.yaml")
+    assert gpu["distributed_type"] == "MULTI_GPU" and gpu["mixed_precision"] == "bf16"
+    changed = {k for k in gpu.keys() | cpu.keys() if gpu.get(k) != cpu.get(k)}
+    assert changed == {"num_processes", "mixed_precision"}, changed
+    assert cpu["num_processes"] == 2 and cpu["mixed_precision"] == "no"
+    assert zero2["distributed_type"] == "DEEPSPEED" and zero2["deepspeed_config"]["zero_stage"] == 2
