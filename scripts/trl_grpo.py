@@ -158,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     trl_args = TRLConfig(**to_trl_kwargs(cfg, state.num_processes, preset.reward_weights, output_dir,
                                          precision.dtype, on_cpu),
                          **({"use_vllm": True, "vllm_mode": "colocate"} if args.use_vllm else {}))
-    model, tokenizer = preset.load_model(cfg)  # a peft model when the preset uses LoRA
-    train_rows, _ = preset.load_data(cfg.seed)
+    # The main process first: it downloads (or, for the tiny chat model, writes) what the others then read
+    with state.main_process_first():
+        model, tokenizer = preset.load_model(cfg)  # a peft model when the preset uses LoRA
+        train_rows, _ = preset.load_data(cfg.seed)
 
     class Record(TrainerCallback):
         """Main process: each step's gathered batch, as TRL logged it (prompts, completions, rewards)."""
