@@ -94,6 +94,7 @@ class JupyterLab:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
         env = dict(os.environ, JUPYTER_CONFIG_DIR=str(self.home / "config"), JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
+                   JUPYTER_DATA_DIR=str(self.home / "data"),
                    OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="module://matplotlib_inline.backend_inline",
                    PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",

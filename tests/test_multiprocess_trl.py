@@ -137,6 +137,9 @@ def test_two_process_reward_curve_matches_one_process_within_noise(runs):
     n = len(diffs)
     mean = sum(diffs) / n
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    print(f"\nreward per step, 2 processes: {[round(x, 3) for x in curve2]}\n"
+          f"reward per step, 1 process:   {[round(x, 3) for x in curve1]}\n"
+          f"paired difference (2 - 1) over {n} prompt groups: {mean:+.4f} +- {sd / math.sqrt(n):.4f} (s.e.)")
     # within noise: 4 paired standard errors (a false alarm about once in 15,000 runs); the floor
     # is one completion of the run, for the case where the groups happen to agree exactly
     assert abs(mean) <= 4 * sd / math.sqrt(n) + 1 / (BATCH * STEPS), (curve2, curve1, mean, sd)
