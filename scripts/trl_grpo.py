@@ -30,7 +30,6 @@ step's gathered prompts, completions and the reward of every function, as TRL lo
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -94,13 +93,6 @@ def to_trl_kwargs(cfg: Any, num_processes: int, reward_weights: list[float] | No
     return kw
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="gsm8k-qwen0.5b-lora", help="a grpo_lib preset (python -m grpo_lib.train --help)")
@@ -127,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from grpo_lib.models import plan_precision
     from grpo_lib.presets import get_preset
+    from grpo_lib.train import _parse_value  # --set FIELD=VALUE as python -m grpo_lib.train reads it
 
     preset = get_preset(args.preset)
     overrides: dict[str, Any] = {}
@@ -155,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     # ignores a torchrun world on a machine without CUDA (one process each); TRL's Trainer passes
     # the same flag (use_cpu), so both see one MULTI_CPU (gloo) world.
     state = PartialState(cpu=on_cpu)
-    trl_args = TRLConfig(**to_trl_kwargs(cfg, state.num_processes, preset.reward_weights, output_dir,
+    weights = preset.reward_weights if preset.reward_weights is not None else cfg.reward_weights
+    trl_args = TRLConfig(**to_trl_kwargs(cfg, state.num_processes, weights, output_dir,
                                          precision.dtype, on_cpu),
                          **({"use_vllm": True, "vllm_mode": "colocate"} if args.use_vllm else {}))
     # The main process first: it downloads (or, for the tiny chat model, writes) what the others then read
