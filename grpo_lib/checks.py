@@ -946,8 +946,8 @@ def _tiny_peft_model():
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
                         init_lora_weights=False)  # random B: the adapter changes the outputs from the start
     model = get_peft_model(base, config).eval()
-    # What gradient checkpointing with peft needs (peft's enable_input_require_grads): then even the frozen base model's
-    # forward pass builds a graph unless it runs under torch.no_grad().
+    # What gradient checkpointing with peft needs (enable_input_require_grads): then even the frozen
+    # base model's forward pass builds a graph unless it runs under torch.no_grad().
     model.enable_input_require_grads()
     return model
 
