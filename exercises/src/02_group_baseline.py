@@ -73,7 +73,8 @@ ax.bar(range(12), adv, color=["tab:green" if a > 0 else "tab:red" for a in adv])
 for x in (3.5, 7.5):
     ax.axvline(x, color="gray", ls=":")
 ax.axhline(0, color="k", lw=0.8)
-ax.set(xlabel="completion (3 groups of G = 4)", ylabel="advantage", title="Your group advantages")
+ax.set(xlabel="completion (3 groups of G = 4)", ylabel="advantage (group std units)",
+       title="All-right group: 0; the lone right answer: the biggest push")
 plt.tight_layout()
 plt.show()
 assert adv[4:8].abs().max() == 0 and adv[8] > adv[0] > 0, (
