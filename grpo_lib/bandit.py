@@ -31,6 +31,11 @@ Baselines (``baseline=`` in :func:`reinforce_gradient`):
 ``scale="group"`` (only with ``baseline="mean"``) divides the centred rewards by their std,
 GRPO's normalisation, through :func:`grpo_lib.advantages.group_advantages`.
 
+KL penalties (lesson 04): :func:`exact_kl` is ``KL(π_θ ‖ π_ref)``; :func:`exact_kl_gradient`
+gives the exact gradient of either direction, and :func:`kl_estimator_gradients` the
+per-sample gradients of k1, k2 or k3 used as a loss term, whose mean shows which KL each
+estimator's gradient follows (Tang & Munos 2025, arXiv 2506.09477).
+
 Batches: ``actions`` and ``rewards`` are ``[..., N]``; every leading index is an independent
 batch of N samples (a "group"), and gradients come back as ``[..., K]``. That lets
 :func:`reinforce_estimates` draw thousands of independent estimates in one call, to measure
@@ -45,6 +50,7 @@ from typing import Literal
 import torch
 
 from .advantages import group_advantages
+from .kl import KLKind, kl_estimate
 
 __all__ = [
     "BanditRun",
@@ -316,7 +322,7 @@ def exact_kl_gradient(logits: torch.Tensor, ref_logits: torch.Tensor, direction:
 
 
 def kl_estimator_gradients(
-    logits: torch.Tensor, ref_logits: torch.Tensor, kind: str, actions: torch.Tensor
+    logits: torch.Tensor, ref_logits: torch.Tensor, kind: KLKind, actions: torch.Tensor
 ) -> torch.Tensor:
     """Per-sample gradients ``∇_θ k(a_i)`` of a sampled KL estimator used as a loss term, ``[N, K]``.
 
@@ -334,8 +340,6 @@ def kl_estimator_gradients(
     Each arm's gradient is computed once by autograd through ``grpo_lib.kl.kl_estimate`` and
     indexed by ``actions`` (the gradient depends on the arm only).
     """
-    from .kl import kl_estimate
-
     _check_logits(logits)
     if ref_logits.shape != logits.shape:
         raise ValueError(f"ref_logits must have shape {tuple(logits.shape)}, got {tuple(ref_logits.shape)}.")
@@ -347,7 +351,7 @@ def kl_estimator_gradients(
     theta = logits.detach().double().clone().requires_grad_(True)
     logp = torch.log_softmax(theta, dim=-1)
     logq = torch.log_softmax(ref_logits.detach().double(), dim=-1)
-    per_arm = kl_estimate(logp, logq, kind)  # type: ignore[arg-type]  # k(arm) for every arm; validates kind
+    per_arm = kl_estimate(logp, logq, kind)  # k(arm) for every arm; validates kind
     table = torch.stack([torch.autograd.grad(per_arm[k], theta, retain_graph=True)[0] for k in range(K)])
     return table[actions.long()].to(logits.dtype)
 
