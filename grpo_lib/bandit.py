@@ -31,6 +31,11 @@ Baselines (``baseline=`` in :func:`reinforce_gradient`):
 ``scale="group"`` (only with ``baseline="mean"``) divides the centred rewards by their std,
 GRPO's normalisation, through :func:`grpo_lib.advantages.group_advantages`.
 
+KL penalties (lesson 04): :func:`exact_kl` is ``KL(π_θ ‖ π_ref)``; :func:`exact_kl_gradient`
+gives the exact gradient of either direction, and :func:`kl_estimator_gradients` the
+per-sample gradients of k1, k2 or k3 used as a loss term, whose mean shows which KL each
+estimator's gradient follows (Tang & Munos 2025, arXiv 2506.09477).
+
 Batches: ``actions`` and ``rewards`` are ``[..., N]``; every leading index is an independent
 batch of N samples (a "group"), and gradients come back as ``[..., K]``. That lets
 :func:`reinforce_estimates` draw thousands of independent estimates in one call, to measure
@@ -45,12 +50,16 @@ from typing import Literal
 import torch
 
 from .advantages import group_advantages
+from .kl import KLKind, kl_estimate
 
 __all__ = [
     "BanditRun",
+    "KLDirection",
     "RewardKind",
     "baseline_advantages",
     "exact_kl",
+    "exact_kl_gradient",
+    "kl_estimator_gradients",
     "exact_policy_gradient",
     "expected_reward",
     "reinforce_estimates",
@@ -64,6 +73,7 @@ __all__ = [
 ]
 
 RewardKind = Literal["deterministic", "bernoulli"]
+KLDirection = Literal["forward", "reverse"]
 Baseline = float | Literal["mean", "loo"] | None
 
 
@@ -289,6 +299,61 @@ def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits, dim=-1)
     logq = torch.log_softmax(ref_logits.to(logits.dtype), dim=-1)
     return (logp.exp() * (logp - logq)).sum()
+
+
+def exact_kl_gradient(logits: torch.Tensor, ref_logits: torch.Tensor, direction: KLDirection) -> torch.Tensor:
+    """The exact gradient in ``logits`` of one direction of the KL, ``[K]``, by autograd on the closed form.
+
+    * ``"forward"``: ``∇_θ KL(π_θ ‖ π_ref) = ∇_θ Σ_k π_k (log π_k − log π_ref,k)``, the direction
+      GRPO's objective writes (DeepSeekMath, arXiv 2402.03300, eq. 3);
+    * ``"reverse"``: ``∇_θ KL(π_ref ‖ π_θ) = −Σ_k π_ref,k ∇_θ log π_k = π − π_ref`` for a softmax.
+    """
+    _check_logits(logits)
+    if ref_logits.shape != logits.shape:
+        raise ValueError(f"ref_logits must have shape {tuple(logits.shape)}, got {tuple(ref_logits.shape)}.")
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"direction must be 'forward' (KL(π_θ‖π_ref)) or 'reverse' (KL(π_ref‖π_θ)), got {direction!r}.")
+    theta = logits.detach().double().clone().requires_grad_(True)
+    logp = torch.log_softmax(theta, dim=-1)
+    logq = torch.log_softmax(ref_logits.detach().double(), dim=-1)
+    kl = (logp.exp() * (logp - logq)).sum() if direction == "forward" else (logq.exp() * (logq - logp)).sum()
+    (grad,) = torch.autograd.grad(kl, theta)
+    return grad.to(logits.dtype)
+
+
+def kl_estimator_gradients(
+    logits: torch.Tensor, ref_logits: torch.Tensor, kind: KLKind, actions: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample gradients ``∇_θ k(a_i)`` of a sampled KL estimator used as a loss term, ``[N, K]``.
+
+    This is what an optimiser sees when ``kl_estimate(log π_θ(a), log π_ref(a), kind)`` is added
+    to a loss on arms ``a_i`` sampled from ``π_θ`` and differentiated by autograd: the pathwise
+    gradient through ``log π_θ(a_i)`` only, with no score-function term for the sampling. Its
+    mean over ``a_i ~ π_θ`` estimates ``E_πθ[∇k]``, which is (Tang & Munos 2025, "On a few
+    pitfalls in KL divergence gradient estimation for RL", arXiv 2506.09477):
+
+    * k1 = log π_θ − log π_ref: ``E[∇k1] = E_πθ[∇log π_θ] = 0``, no gradient at all on average;
+    * k2 = ½(log π_θ − log π_ref)²: ``E[∇k2] = ∇KL(π_θ ‖ π_ref)``;
+    * k3 = r − 1 − log r, ``r = π_ref/π_θ``: ``∇k3 = (1 − r)∇log π_θ``, so
+      ``E[∇k3] = −E_πref[∇log π_θ] = ∇KL(π_ref ‖ π_θ)``, the *other* direction.
+
+    Each arm's gradient is computed once by autograd through ``grpo_lib.kl.kl_estimate`` and
+    indexed by ``actions`` (the gradient depends on the arm only).
+    """
+    _check_logits(logits)
+    if ref_logits.shape != logits.shape:
+        raise ValueError(f"ref_logits must have shape {tuple(logits.shape)}, got {tuple(ref_logits.shape)}.")
+    if actions.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"actions must be an integer tensor of arm indices, got dtype {actions.dtype}.")
+    K = logits.numel()
+    if actions.numel() and (actions.min() < 0 or actions.max() >= K):
+        raise ValueError(f"actions must lie in 0..{K - 1}, got values in {actions.min().item()}..{actions.max().item()}.")
+    theta = logits.detach().double().clone().requires_grad_(True)
+    logp = torch.log_softmax(theta, dim=-1)
+    logq = torch.log_softmax(ref_logits.detach().double(), dim=-1)
+    per_arm = kl_estimate(logp, logq, kind)  # k(arm) for every arm; validates kind
+    table = torch.stack([torch.autograd.grad(per_arm[k], theta, retain_graph=True)[0] for k in range(K)])
+    return table[actions.long()].to(logits.dtype)
 
 
 @dataclass

@@ -16,12 +16,16 @@ not applied, a greedy regex, ... It recognises a mistake in two ways:
 
 On success a check prints one line starting with ✓ and returns None; on failure it
 raises :class:`CheckFailed` (an ``AssertionError``), so "Run all" stops at the first
-exercise that is not right yet.
+exercise that is not right yet. The error a notebook shows is the diagnosis alone:
+``CheckFailed._render_traceback_`` (IPython's hook) replaces the traceback, the chain of
+internal exceptions is cut (``from None``), and only an exception raised *inside the
+learner's function* is kept, as the cause, so that its traceback points at their line.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,6 +70,23 @@ __all__ = [
 class CheckFailed(AssertionError):
     """Raised by a check: the message says what is wrong and, where it can, how to fix it."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython/Jupyter shows for this error (IPython calls this hook instead of formatting
+        the traceback): the diagnosis, preceded by the learner's own traceback when their
+        function raised, never the source of this module."""
+        import traceback
+
+        lines: list[str] = []
+        cause = self.__cause__
+        if cause is not None and not isinstance(cause, CheckFailed):
+            frames = [f for f in traceback.extract_tb(cause.__traceback__) if f.filename != __file__]
+            lines.append("Your function raised an error:")
+            lines.extend(line.rstrip("\n") for line in traceback.format_list(frames))
+            lines.extend(line.rstrip("\n") for line in traceback.format_exception_only(type(cause), cause))
+            lines.append("")
+        lines.append(f"{type(self).__name__}: {self}")
+        return lines
+
 
 # --------------------------------------------------------------------------- helpers
 def _fail(name: str, message: str, **shown: Any) -> CheckFailed:
@@ -76,13 +97,34 @@ def _fail(name: str, message: str, **shown: Any) -> CheckFailed:
 
 
 def _show(value: Any) -> str:
+    """A short, rounded rendering: 4 significant digits, at most 8 values per row and 4 rows."""
     if isinstance(value, torch.Tensor):
-        v = value.detach()
-        if v.is_floating_point():
-            v = v.float().round(decimals=4)
-        text = str(v.tolist()) if v.numel() <= 24 else f"tensor of shape {tuple(v.shape)}"
-        return text
+        v = value.detach().cpu()
+        if v.dim() == 0:
+            return _num(v.item())
+        if v.dim() == 1:
+            return _row(v.tolist())
+        if v.dim() == 2:
+            rows = [_row(r) for r in v[:4].tolist()]
+            more = f"\n{' ' * 15}... {v.shape[0] - 4} more rows" if v.shape[0] > 4 else ""
+            return ("\n" + " " * 15).join(rows) + more + f"   (shape {tuple(v.shape)})"
+        return f"tensor of shape {tuple(v.shape)}"
+    if isinstance(value, float):
+        return _num(value)
     return repr(value)
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, bool) or isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.4g}"
+    return repr(x)
+
+
+def _row(values: list) -> str:
+    shown = ", ".join(_num(x) for x in values[:8])
+    return f"[{shown}, ... {len(values) - 8} more]" if len(values) > 8 else f"[{shown}]"
 
 
 def _ok(name: str, what: str) -> None:
@@ -91,6 +133,7 @@ def _ok(name: str, what: str) -> None:
 
 def _call(name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """Call the learner's function; turn its exceptions into a diagnosis."""
+    __tracebackhide__ = True  # noqa: F841 - read by IPython and pytest: hide this frame
     try:
         return fn(*args, **kwargs)
     except NotImplementedError as err:
@@ -220,6 +263,11 @@ def check_reinforce_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
              "grow with the batch.", lambda: -(r * logp * m).sum()),
             ("padding counted and averaged over every entry: use the mask, sum over tokens, mean over completions.",
              lambda: -(r * logp).mean()),
+            ("you used PROBABILITIES (logp.exp()) where REINFORCE needs LOG-probabilities: the score function is "
+             "∇ log π, and log π(o) = Σ_t log π(o_t) is a sum of the logp entries themselves.",
+             lambda: -(r * logp.exp() * m).sum(-1).mean()),
+            ("you used the completion's PROBABILITY exp(Σ_t log π(o_t)); REINFORCE weights its LOG-probability "
+             "Σ_t m_t log π(o_t) (no exp).", lambda: -(r.squeeze(-1) * (logp * m).sum(-1).exp()).mean()),
         ]
         _compare(name, out.reshape(()), expected, mistakes, case=f" (batch of B={B})")
         grad = _grad_of(out, leaf)
@@ -278,7 +326,11 @@ def check_completion_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> No
 
 # =========================================================================== 02 group baseline
 def check_group_advantages(fn: Callable[..., torch.Tensor]) -> None:
-    """``fn(rewards [N*G], group_size, eps=1e-4) -> [N*G]``: ``(r - mean_g) / (std_g + eps)``, Bessel std."""
+    """``fn(rewards [N*G], group_size, eps=1e-4) -> [N*G]``: ``(r - mean_g) / (std_g + eps)``.
+
+    Bessel's std (TRL, verl) passes; the population std passes too, with a note, since for a
+    fixed G it rescales every advantage by the same factor ``sqrt(G/(G-1))``.
+    """
     name = "group_advantages"
     g = torch.Generator().manual_seed(0)
     cases = [
@@ -288,6 +340,7 @@ def check_group_advantages(fn: Callable[..., torch.Tensor]) -> None:
         (torch.tensor([2.0, 0, 5, 5, 1, 3]), 2, 1e-4, " (G = 2; the middle group is all equal)"),
         (torch.tensor([1.0, 0, 0, 0, 1, 1, 0, 1]), 4, 0.5, " (eps = 0.5)"),
     ]
+    used_population = False
     for rewards, G, eps, case in cases:
         out = _tensor(name, _call(name, fn, rewards.clone(), G, eps=eps))
         expected = _ref_group_advantages(rewards, G, eps=eps)
@@ -303,10 +356,19 @@ def check_group_advantages(fn: Callable[..., torch.Tensor]) -> None:
                 rewards=rewards, got=out,
             )
         mean_g = grouped.mean(1, keepdim=True)
+        population = _ref_group_advantages(rewards, G, eps=eps, unbiased=False)
+        if not _close(out, expected, rtol=1e-3) and _close(out, population, rtol=1e-3):
+            used_population = True  # accepted: a constant rescaling (lesson 02), noted on success
+            continue
         mistakes = [
-            ("you used the population std (divide by G); the course, like torch.std, TRL and verl, uses "
-             "Bessel's correction (divide by G − 1): grouped.std(dim=1) (unbiased=True).",
-             lambda: _ref_group_advantages(rewards, G, eps=eps, unbiased=False)),
+            ("ε is inside the square root: (r − mean) / sqrt(var + ε), the way BatchNorm and LayerNorm place it. "
+             "GRPO (TRL, verl, grpo_lib) adds ε to the std: (r − mean) / (std + ε). With ε = 1e-4 the two agree on "
+             "most groups but not on nearly-equal ones (std ≈ 0: sqrt(ε) = 0.01 versus ε = 1e-4); with "
+             "ε = 0.5 they differ everywhere.",
+             lambda: ((grouped - mean_g) / (grouped.var(1, keepdim=True) + eps).sqrt()).reshape(-1)),
+            ("ε is inside the square root of the population variance: GRPO divides by (std + ε), std with "
+             "Bessel's correction.",
+             lambda: ((grouped - mean_g) / (grouped.var(1, keepdim=True, unbiased=False) + eps).sqrt()).reshape(-1)),
             ("you normalised over the whole batch: each prompt's G completions form a group. "
              "Reshape with rewards.view(-1, G) and take mean and std over dim=1.",
              lambda: (rewards - rewards.mean()) / (rewards.std() + eps)),
@@ -325,7 +387,15 @@ def check_group_advantages(fn: Callable[..., torch.Tensor]) -> None:
         ]
         # rtol 1e-3: where eps goes (std + eps, sqrt(var + eps), std.clamp(min=eps)) changes nothing that matters
         _compare(name, out, expected, mistakes, case=case, rtol=1e-3, rewards=rewards)
-    _ok(name, "matches (r − mean_g) / (std_g + eps) with Bessel's std; all-equal groups give exactly 0.")
+    if used_population:
+        _ok(name, "matches (r − mean_g) / (std_g + eps) with the POPULATION std (divide by G); all-equal groups "
+            "give exactly 0.\n  Note: TRL, verl and grpo_lib use Bessel's std (divide by G − 1, torch.std's default). "
+            "The two differ by the constant factor sqrt(G/(G − 1)) for a fixed G (1.15 at G = 4), a rescaling "
+            "of every advantage, the same as multiplying the learning rate by that factor and dividing β by it "
+            "(lesson 02).")
+        return
+    _ok(name, "matches (r − mean_g) / (std_g + eps) with Bessel's std, as TRL and verl; all-equal groups give "
+        "exactly 0.")
 
 
 def check_zero_std_fraction(fn: Callable[[torch.Tensor, int], float]) -> None:
@@ -499,11 +569,18 @@ def check_k3(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         return
     x = ref - logp
     mistakes = [
-        ("x is reversed: x = log π_ref − log π_θ (reference minus policy). With x = log π_θ − log π_ref, "
-         "k3 is no longer an unbiased estimate of KL(π_θ‖π_ref) under samples of π_θ.",
+        ("x is reversed: x = log π_ref − log π_θ (reference minus policy). With x = log π_θ − log π_ref, the "
+         "mean of k3 over tokens sampled from π_θ is E[π_θ/π_ref] − 1 − KL(π_θ‖π_ref), no longer the KL.",
          lambda: torch.exp(-x) + x - 1),
-        ("that is k1 = log π_θ − log π_ref: unbiased but high-variance and often negative; the exercise asks "
-         "for k3 = exp(x) − x − 1.", lambda: -x),
+        ("you used PROBABILITIES where k3 needs LOG-probabilities: x = log π_ref − log π_θ is a difference of the "
+         "inputs themselves (they already are log-probs); exp(x) is then the probability ratio.",
+         lambda: torch.exp(ref.exp() - logp.exp()) - (ref.exp() - logp.exp()) - 1),
+        ("you exponentiated the inputs: logp and ref_logp are LOG-probabilities already, so x = ref_logp − logp "
+         "with no exp; exp(x) = π_ref/π_θ.",
+         lambda: (ref.exp() / logp.exp()).exp() - ref.exp() / logp.exp() - 1),
+        ("that is k1 = log π_θ − log π_ref: its value is unbiased but noisy and often negative, and as a loss term "
+         "its gradient is zero on average (E_πθ[∇log π_θ] = 0); the exercise asks for k3 = exp(x) − x − 1.",
+         lambda: -x),
         ("that is k2 = x²/2; the exercise asks for k3 = exp(x) − x − 1.", lambda: 0.5 * x**2),
         ("the −1 is missing: k3 = exp(x) − x − 1, which is 0 when the two policies agree.", lambda: torch.exp(x) - x),
         ("k3 = exp(x) − x − 1: you added x instead of subtracting it.", lambda: torch.exp(x) + x - 1),
@@ -866,8 +943,8 @@ def _tiny_peft_model():
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
                         init_lora_weights=False)  # random B: the adapter changes the outputs from the start
     model = get_peft_model(base, config).eval()
-    # What gradient checkpointing with peft needs: then even the frozen base model's
-    # forward pass builds a graph unless it runs under torch.no_grad().
+    # What gradient checkpointing with peft needs (enable_input_require_grads): then even the frozen
+    # base model's forward pass builds a graph unless it runs under torch.no_grad().
     model.enable_input_require_grads()
     return model
 
@@ -924,3 +1001,32 @@ def check_choose_dtype(fn: Callable[[str, tuple[int, int] | None], torch.dtype])
                         "and loses precision).")
         raise _fail(name, f"{got} on {what}, expected {expected}.")
     _ok(name, "fp32 off CUDA, fp16 below capability 8 (T4, V100), bf16 from 8.0 (A100, L4, H100).")
+
+
+# --------------------------------------------------------------------------- learner-facing errors
+def _learner_facing(check: Callable[..., None]) -> Callable[..., None]:
+    """Re-raise a failed check as a fresh :class:`CheckFailed` with the diagnosis only.
+
+    Without this, a notebook's traceback shows the source of this module around every
+    ``raise``, including the diagnoses of the *other* mistakes. The new exception keeps only
+    a cause raised by the learner's own code (a ``TypeError`` in their function, ...).
+    """
+
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True  # noqa: F841 - read by IPython and pytest: hide this frame
+        try:
+            return check(*args, **kwargs)
+        except CheckFailed as err:
+            failed = CheckFailed(str(err))
+            cause = err.__cause__
+            if cause is not None and not isinstance(cause, CheckFailed):
+                raise failed from cause  # the learner's own error: its traceback points at their code
+            raise failed from None
+
+    return wrapper
+
+
+for _name in [n for n in __all__ if n.startswith("check_")]:
+    globals()[_name] = _learner_facing(globals()[_name])
+del _name

@@ -169,3 +169,60 @@ def test_errors_name_the_bad_value():
         score_function(LOGITS, torch.tensor([4]))
     with pytest.raises(ValueError, match="baseline must be None"):
         reinforce_gradient(LOGITS, torch.tensor([0, 1]), torch.tensor([1.0, 0.0]), baseline="median")
+
+
+# ----------------------------------------------------------- gradients of the KL estimators
+KL_LOGITS = torch.tensor([1.2, -0.3, 0.4, -1.0, 0.1], dtype=torch.float64)
+KL_REF = torch.tensor([-0.5, 0.6, 0.0, 0.3, -0.2], dtype=torch.float64)
+
+
+def test_exact_kl_gradient_by_hand():
+    from grpo_lib.bandit import exact_kl_gradient
+
+    p, q = torch.softmax(KL_LOGITS, 0), torch.softmax(KL_REF, 0)
+    # reverse: ∇ Σ q (log q − log p) = −Σ_k q_k (e_k − p) = p − q
+    assert torch.allclose(exact_kl_gradient(KL_LOGITS, KL_REF, "reverse"), p - q, atol=1e-12)
+    # forward: ∂/∂θ_j Σ p (log p − log q) = p_j (d_j − Σ p d), d = log p − log q
+    d = p.log() - q.log()
+    assert torch.allclose(exact_kl_gradient(KL_LOGITS, KL_REF, "forward"), p * (d - (p * d).sum()), atol=1e-12)
+    with pytest.raises(ValueError, match="direction"):
+        exact_kl_gradient(KL_LOGITS, KL_REF, "backward")
+
+
+def test_kl_estimator_gradients_match_the_closed_forms_per_arm():
+    from grpo_lib.bandit import kl_estimator_gradients
+
+    p, q = torch.softmax(KL_LOGITS, 0), torch.softmax(KL_REF, 0)
+    arms = torch.arange(5)
+    score = torch.eye(5, dtype=torch.float64) - p          # ∇ log π(a) = e_a − π
+    x = (q.log() - p.log()).unsqueeze(1)                   # log π_ref − log π_θ per arm
+    hand = {"k1": score, "k2": -x * score, "k3": (1 - x.exp()) * score}
+    for kind, expected in hand.items():
+        assert torch.allclose(kl_estimator_gradients(KL_LOGITS, KL_REF, kind, arms), expected, atol=1e-12), kind
+    with pytest.raises(ValueError, match="kind"):
+        kl_estimator_gradients(KL_LOGITS, KL_REF, "k4", arms)
+    with pytest.raises(TypeError, match="integer"):
+        kl_estimator_gradients(KL_LOGITS, KL_REF, "k3", arms.float())
+
+
+def test_expected_estimator_gradients_k1_zero_k2_forward_k3_reverse():
+    """Exactly (Σ_a π(a) ∇k(a)) and by Monte Carlo: k1 → 0, k2 → ∇KL(π‖ref), k3 → ∇KL(ref‖π)."""
+    from grpo_lib.bandit import exact_kl_gradient, kl_estimator_gradients
+
+    p = torch.softmax(KL_LOGITS, 0)
+    arms = torch.arange(5)
+    forward = exact_kl_gradient(KL_LOGITS, KL_REF, "forward")
+    reverse = exact_kl_gradient(KL_LOGITS, KL_REF, "reverse")
+    assert (forward - reverse).norm() > 0.1                 # the two directions really differ here
+    targets = {"k1": torch.zeros(5, dtype=torch.float64), "k2": forward, "k3": reverse}
+    actions = sample_actions(KL_LOGITS, 200_000, torch.Generator().manual_seed(0))
+    for kind, target in targets.items():
+        exact_mean = (p.unsqueeze(1) * kl_estimator_gradients(KL_LOGITS, KL_REF, kind, arms)).sum(0)
+        assert torch.allclose(exact_mean, target, atol=1e-12), kind
+        grads = kl_estimator_gradients(KL_LOGITS, KL_REF, kind, actions)
+        se = grads.std(0) / len(actions) ** 0.5
+        assert ((grads.mean(0) - target).abs() < 5 * se + 1e-12).all(), kind
+    # and k3's mean gradient is NOT the forward direction's (many standard errors away)
+    grads = kl_estimator_gradients(KL_LOGITS, KL_REF, "k3", actions)
+    se = grads.std(0) / len(actions) ** 0.5
+    assert ((grads.mean(0) - forward).abs() / se).max() > 20

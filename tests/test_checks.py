@@ -63,6 +63,9 @@ def test_reinforce_loss():
     rejects(C.check_reinforce_loss, lambda lp, r, m: -(r[:, None] * lp * m).sum(-1), "one number")
     rejects(C.check_reinforce_loss, lambda lp, r, m: torch.tensor(good_reinforce(lp, r, m).item()), "not connected")
     rejects(C.check_reinforce_loss, lambda lp, r, m: -(r * lp * m).sum(-1).mean(), "unsqueeze")  # bad broadcast
+    rejects(C.check_reinforce_loss, lambda lp, r, m: -(r[:, None] * lp.exp() * m).sum(-1).mean(),
+            "PROBABILITIES", "LOG-probabilities")
+    rejects(C.check_reinforce_loss, lambda lp, r, m: -(r * (lp * m).sum(-1).exp()).mean(), "PROBABILITY", "no exp")
 
 
 def test_completion_mask():
@@ -99,8 +102,9 @@ def good_advantages(rewards, group_size, eps=1e-4):
     return torch.tensor(out)
 
 
-def test_group_advantages():
+def test_group_advantages(capsys):
     C.check_group_advantages(good_advantages)
+    assert "Bessel" in capsys.readouterr().out
 
     def no_eps(r, G, eps=1e-4):
         g = r.view(-1, G)
@@ -112,7 +116,15 @@ def test_group_advantages():
         g = r.view(-1, G)
         return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True, unbiased=False) + eps)).reshape(-1)
 
-    rejects(C.check_group_advantages, population, "population std", "G − 1")
+    # the population std is a constant rescaling (lesson 02 says so): accepted, with a note
+    C.check_group_advantages(population)
+    assert "POPULATION std" in capsys.readouterr().out
+
+    def eps_in_sqrt(r, G, eps=1e-4):
+        g = r.view(-1, G)
+        return ((g - g.mean(1, keepdim=True)) / (g.var(1, keepdim=True) + eps).sqrt()).reshape(-1)
+
+    rejects(C.check_group_advantages, eps_in_sqrt, "inside the square root", r"\(std \+ ε\)")
     rejects(C.check_group_advantages, lambda r, G, eps=1e-4: (r - r.mean()) / (r.std() + eps), "whole batch")
 
     def interleaved(r, G, eps=1e-4):
@@ -224,6 +236,9 @@ def test_k3():
     rejects(C.check_k3, lambda lp, ref: 0.5 * (ref - lp) ** 2, "k2")
     rejects(C.check_k3, lambda lp, ref: (ref - lp).exp() - (ref - lp), "−1 is missing")
     rejects(C.check_k3, lambda lp, ref: kl_estimate(lp, ref).detach(), "no gradient")
+    rejects(C.check_k3, lambda lp, ref: (ref.exp() - lp.exp()).exp() - (ref.exp() - lp.exp()) - 1, "PROBABILITIES")
+    rejects(C.check_k3, lambda lp, ref: (ref.exp() / lp.exp()).exp() - ref.exp() / lp.exp() - 1,
+            "LOG-probabilities already")
 
 
 def test_frozen_reference():
@@ -495,3 +510,63 @@ def test_choose_dtype():
     rejects(C.check_choose_dtype, lambda d, cap: torch.bfloat16 if d == "cuda" else torch.float32,
             "T4", "EMULATION")
     rejects(C.check_choose_dtype, lambda d, cap: torch.float16 if d != "cuda" else good(d, cap), "float32 off CUDA")
+
+
+# ----------------------------------------------------------------------- what a failure shows
+def test_failure_message_is_short_and_rounded():
+    def noisy(r, G, eps=1e-4):  # wrong everywhere, no catalogued mistake
+        return torch.full_like(r, 1 / 3)
+
+    message = rejects(C.check_group_advantages, noisy, "wrong values")
+    assert "0.3333" in message and "0.33333334" not in message     # rounded to 4 significant digits
+    assert max(len(line) for line in message.splitlines()) < 160
+
+
+def test_long_tensors_are_trimmed():
+    text = C._show(torch.arange(30, dtype=torch.float32) / 7)
+    assert "... 22 more" in text and text.count(",") < 12
+    text = C._show(torch.rand(10, 12))
+    assert "6 more rows" in text and "(shape (10, 12))" in text
+
+
+def test_a_failed_check_hides_its_own_internals():
+    """The exception a notebook shows carries no chain into checks.py and marks its frames hidden."""
+    import traceback
+
+    try:
+        C.check_k3(lambda lp, ref: lp - ref)  # k1
+    except CheckFailed as err:
+        assert err.__cause__ is None and err.__suppress_context__
+        frames = traceback.extract_tb(err.__traceback__)
+        inside = [f for f in frames if f.filename.endswith("grpo_lib/checks.py")]
+        # the only frame of checks.py left is the wrapper's re-raise, which sets __tracebackhide__
+        assert len(inside) == 1 and "raise failed" in inside[0].line
+    else:
+        raise AssertionError("check_k3 accepted k1")
+
+
+def test_an_error_in_the_learners_code_is_kept_as_the_cause():
+    def broken(lp, ref):
+        return lp.nonexistent_method()
+
+    try:
+        C.check_k3(broken)
+    except CheckFailed as err:
+        assert isinstance(err.__cause__, AttributeError)
+        assert "raised AttributeError" in str(err)
+    else:
+        raise AssertionError("check_k3 accepted a broken function")
+
+
+def test_jupyter_shows_the_diagnosis_and_the_learners_frames_only():
+    """IPython renders an exception through ``_render_traceback_`` when it has one."""
+    for fn, expected in ((lambda lp, ref: lp - ref, "that is k1"), (lambda lp, ref: lp.nope(), "raised AttributeError")):
+        try:
+            C.check_k3(fn)
+        except CheckFailed as err:
+            shown = "\n".join(err._render_traceback_())
+            assert expected in shown and "grpo_lib" not in shown and "_fail(" not in shown, shown
+            if "AttributeError" in expected:
+                assert "lp.nope()" in shown  # the learner's own line is kept
+        else:
+            raise AssertionError("the check accepted a wrong function")

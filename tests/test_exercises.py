@@ -180,3 +180,76 @@ def test_check_mode_reports_drift_and_stale_files(tmp_path: Path, monkeypatch, c
     (ex_dir / "99_orphan.ipynb").write_text("{}")
     bx.main([])
     assert bx.main(["--check"]) == 1 and "no source" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the cells after a check
+def _run_with(path: Path, name: str, replacement, stop_at: str) -> dict:
+    """Execute a solution notebook in one namespace, with ``name`` replaced by ``replacement`` right
+    after its definition, skipping ``check_...`` cells, up to the first cell containing ``stop_at``
+    (that cell included); returns the namespace. Exceptions propagate."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    namespace: dict = {"__name__": "__main__"}
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        for cell in nb.cells:
+            if cell.cell_type != "code" or CHECK_CALL.match(cell.source):
+                continue
+            exec(compile(cell.source, path.name, "exec"), namespace)
+            if re.search(rf"^def {name}\(", cell.source, re.MULTILINE):
+                namespace[name] = replacement
+            if stop_at in cell.source:
+                return namespace
+    finally:
+        os.chdir(cwd)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+    raise AssertionError(f"no cell contains {stop_at!r}")
+
+
+SOLUTION_04 = ROOT / "solutions" / "04_kl_and_reference.ipynb"
+
+
+def _k3(logp, ref_logp):
+    x = ref_logp - logp
+    return x.exp() - x - 1
+
+
+def _k3_reversed(logp, ref_logp):
+    x = logp - ref_logp
+    return x.exp() - x - 1
+
+
+def test_k3_monte_carlo_cells_pass_with_k3():
+    ns = _run_with(SOLUTION_04, "k3", _k3, "exact_kl_gradient")
+    assert ns["z_rev"] < 5 and ns["z_fwd"] > 10
+
+
+@pytest.mark.parametrize("cell", ["k3 Monte Carlo", "exact_kl_gradient"])
+def test_reversed_k3_fails_the_monte_carlo_cells(cell: str):
+    """Both the value cell and the gradient cell must reject k3 with x reversed, with a pointer to the fix."""
+    value_cell_done = cell == "exact_kl_gradient"
+    replacement = _k3_reversed
+    if value_cell_done:  # get past the value cell with the right k3, then swap in the reversed one
+        ns = _run_with(SOLUTION_04, "k3", _k3, "k3 Monte Carlo")
+        nb = nbformat.read(SOLUTION_04, as_version=4)
+        source = next(c.source for c in nb.cells if "exact_kl_gradient" in c.source)
+        ns["k3"] = replacement
+        with pytest.raises(AssertionError, match="fix k3 first"):
+            exec(compile(source, "gradient cell", "exec"), ns)
+        return
+    with pytest.raises(AssertionError, match="fix k3 first"):
+        _run_with(SOLUTION_04, "k3", replacement, cell)
+
+
+@pytest.mark.parametrize("path, name, wrong, stop_at", [
+    ("01_reinforce.ipynb", "reinforce_loss", lambda lp, r, m: (r[:, None] * lp * m).sum(-1).mean(), "g_rf"),
+    ("02_group_baseline.ipynb", "group_advantages", lambda r, G, eps=1e-4: r - r.mean(), "adv = group_advantages"),
+    ("03_ratios_and_clipping.ipynb", "clipped_surrogate", lambda lp, old, a, epsilon=0.2: lp * 0 + 1.0,
+     "loss value at μ = 1"),
+])
+def test_a_cell_after_a_failed_check_says_to_fix_the_exercise(path: str, name: str, wrong, stop_at: str):
+    with pytest.raises(AssertionError, match=f"fix {name} first"):
+        _run_with(ROOT / "solutions" / path, name, wrong, stop_at)

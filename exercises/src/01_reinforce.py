@@ -48,7 +48,7 @@ grpo_lib.seed_everything(SEED)
 # %%
 def reinforce_loss(logp: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """-1/B Σ_i R_i Σ_t m_it logp_it."""
-    ### HINT: rewards[:, None] broadcasts over tokens; multiply by the mask, sum over dim -1, then .mean() and negate
+    ### HINT: a completion's log-probability is the sum of its real tokens' log-probabilities; weight it by its reward, average over the batch, and remember that the optimiser minimises
     ### BEGIN SOLUTION
     sequence_logp = (logp * mask).sum(dim=-1)  # log π(o_i | q_i), padding excluded
     return -(rewards * sequence_logp).mean()
@@ -74,8 +74,9 @@ g_rf = logp.grad.clone()
 logp.grad = None
 loss, _ = grpo_lib.grpo_loss(logp, None, rewards, mask, loss_type="dr_grpo", max_completion_length=1)
 loss.backward()
-print("REINFORCE gradient == GRPO (μ = 1, β = 0, A = R) gradient:", torch.allclose(g_rf, logp.grad))
-assert torch.allclose(g_rf, logp.grad, atol=1e-6)
+print("REINFORCE gradient == GRPO (μ = 1, β = 0, A = R) gradient:", torch.allclose(g_rf, logp.grad, atol=1e-6))
+assert torch.allclose(g_rf, logp.grad, atol=1e-6), (
+    "the gradients differ: fix reinforce_loss first (its check above must print ✓)")
 
 # %% [markdown]
 # ## Exercise 2 · The completion mask when pad == EOS
@@ -91,7 +92,7 @@ def completion_mask(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Te
     """[B, T] int mask: 1 up to and including the first EOS of each row, 0 after it."""
     B, T = completion_ids.shape
     is_eos = completion_ids == eos_token_id
-    ### HINT: first EOS position = is_eos.int().argmax(1), but only where is_eos.any(1); elsewhere T. Then compare with torch.arange(T)
+    ### HINT: find the position of each row's first EOS (what should a row without any EOS get?), then compare every position with it
     ### BEGIN SOLUTION
     first_eos = torch.full((B,), T, dtype=torch.long)
     has_eos = is_eos.any(dim=1)

@@ -40,13 +40,16 @@ grpo_lib.seed_everything(SEED)
 #
 # $$A_i = \frac{r_i - \operatorname{mean}(r_{\text{group}})}{\operatorname{std}(r_{\text{group}}) + \varepsilon}$$
 #
-# with the **Bessel** std (divide by G − 1), as `torch.std`, TRL and verl compute it. A group whose
-# rewards are all equal has std 0: its advantages must come out exactly 0, never NaN.
+# with the **Bessel** std (divide by G − 1), as `torch.std`, TRL and verl compute it. (The population
+# std, dividing by G, only rescales every advantage by the constant $\sqrt{G/(G-1)}$: the check
+# accepts it with a note, as lesson 02 explains.) Put ε where TRL does, *outside* the square root:
+# std + ε. A group whose rewards are all equal has std 0: its advantages must come out exactly 0,
+# never NaN.
 
 # %%
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
     """Flat [N*G] rewards -> flat [N*G] advantages (r - mean_g) / (std_g + eps)."""
-    ### HINT: grouped = rewards.view(-1, group_size); mean and std over dim=1 with keepdim=True; return a flat tensor
+    ### HINT: give each prompt's G consecutive rewards a row of their own, centre and scale each row by its own statistics, and hand back the same flat shape you were given
     ### BEGIN SOLUTION
     grouped = rewards.float().view(-1, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
@@ -70,10 +73,12 @@ ax.bar(range(12), adv, color=["tab:green" if a > 0 else "tab:red" for a in adv])
 for x in (3.5, 7.5):
     ax.axvline(x, color="gray", ls=":")
 ax.axhline(0, color="k", lw=0.8)
-ax.set(xlabel="completion (3 groups of G = 4)", ylabel="advantage", title="Your group advantages")
+ax.set(xlabel="completion (3 groups of G = 4)", ylabel="advantage (group std units)",
+       title="All-right group: 0; the lone right answer: the biggest push")
 plt.tight_layout()
 plt.show()
-assert adv[4:8].abs().max() == 0 and adv[8] > adv[0] > 0
+assert adv[4:8].abs().max() == 0 and adv[8] > adv[0] > 0, (
+    "unexpected advantages: fix group_advantages first (its check above must print ✓)")
 
 # %% [markdown]
 # ## Exercise 2 · How many groups teach nothing?
@@ -85,7 +90,7 @@ assert adv[4:8].abs().max() == 0 and adv[8] > adv[0] > 0
 # %%
 def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
     """Fraction of groups (of G consecutive rewards) whose rewards are all equal."""
-    ### HINT: view(-1, group_size); a group is all-equal when its max equals its min; average over groups
+    ### HINT: a group has no spread when its largest and smallest rewards are equal; the answer is a fraction of the groups
     ### BEGIN SOLUTION
     grouped = rewards.view(-1, group_size)
     all_equal = grouped.max(dim=1).values == grouped.min(dim=1).values

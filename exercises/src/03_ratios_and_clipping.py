@@ -49,7 +49,7 @@ def completion_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Te
     """[B, T] log-probs of the last logits_to_keep tokens, logits divided by temperature."""
     T = logits_to_keep
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, P+T, V]
-    ### HINT: keep logits[:, -T-1:-1], divide by temperature, log_softmax over the vocabulary, gather input_ids[:, -T:]
+    ### HINT: the logit at position j predicts token j + 1; the sampler used softmax(logits / temperature); keep the log-probability of the token that was actually sampled
     ### BEGIN SOLUTION
     logits = logits[:, -T - 1:-1, :].float() / temperature
     logp = torch.log_softmax(logits, dim=-1)
@@ -75,7 +75,7 @@ check_completion_logprobs(completion_logprobs)
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                       epsilon: float = 0.2) -> torch.Tensor:
     """Per-token -min(ρA, clip(ρ, 1-ε, 1+ε)A), ρ = exp(logp - old_logp)."""
-    ### HINT: ratio = torch.exp(logp - old_logp); A = advantages[:, None]; torch.minimum of the two terms, negated
+    ### HINT: the ratio of probabilities comes from a difference of log-probabilities; one advantage per completion must reach all its tokens; PPO keeps the more pessimistic of the clipped and unclipped terms
     ### BEGIN SOLUTION
     ratio = torch.exp(logp - old_logp)
     A = advantages.unsqueeze(-1)
@@ -103,7 +103,8 @@ adv = grpo_lib.group_advantages(torch.tensor([1.0, 0.0, 1.0, 0.0]), 4)
 loss = clipped_surrogate(logp, logp.detach(), adv).mean()
 loss.backward()
 print(f"loss value at μ = 1: {loss.item():+.2e}   gradient norm: {logp.grad.norm():.3f}")
-assert abs(loss.item()) < 1e-5 and logp.grad.norm() > 0.1
+assert abs(loss.item()) < 1e-5 and logp.grad.norm() > 0.1, (
+    "unexpected loss or gradient: fix clipped_surrogate first (its check above must print ✓)")
 
 # %% [markdown]
 # **Next:** [`exercises/04_kl_and_reference.ipynb`](04_kl_and_reference.ipynb).

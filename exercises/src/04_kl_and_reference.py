@@ -40,13 +40,15 @@ grpo_lib.seed_everything(SEED)
 #
 # $$k_3 = e^{x} - x - 1 = \frac{\pi_{\text{ref}}}{\pi_\theta} - \log\frac{\pi_{\text{ref}}}{\pi_\theta} - 1$$
 #
-# It is unbiased ($\mathbb{E}_{\pi_\theta}[e^x] = 1$), never negative ($e^x \ge 1 + x$) and 0 where
-# the two policies agree. Return a tensor of the inputs' shape.
+# As an estimate of the KL's *value* it is unbiased ($\mathbb{E}_{\pi_\theta}[e^x] = 1$, so
+# $\mathbb{E}_{\pi_\theta}[k_3] = \mathbb{E}_{\pi_\theta}[-x] = \mathrm{KL}(\pi_\theta\|\pi_{\text{ref}})$), never negative
+# ($e^x \ge 1 + x$) and 0 where the two policies agree. What its *gradient* estimates is a second
+# question, measured after the check. Return a tensor of the inputs' shape.
 
 # %%
 def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token k3 estimate of KL(π_θ || π_ref)."""
-    ### HINT: x = ref_logp - logp (reference minus policy); then torch.exp(x) - x - 1
+    ### HINT: write k3 in terms of the log-ratio x defined above; which log-prob is subtracted from which decides what k3 estimates
     ### BEGIN SOLUTION
     x = ref_logp - logp
     return torch.exp(x) - x - 1
@@ -57,17 +59,58 @@ def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 check_k3(k3)
 
 # %% [markdown]
-# Unbiased, checked by Monte Carlo on two categorical distributions: the mean of k3 over samples
-# of π_θ approaches the exact KL.
+# **The value.** Checked by Monte Carlo on two categorical distributions: the mean of your k3 over
+# samples of π_θ must equal the exact KL(π_θ‖π_ref) within 5 standard errors. The two
+# distributions are far enough apart that a k3 with x reversed (mean 1.145 here, against a KL of
+# 0.623) fails by hundreds of standard errors.
 
 # %%
-p = torch.softmax(torch.tensor([2.0, 0.5, 0.0, -1.0]), 0)  # π_θ
-q = torch.softmax(torch.tensor([1.0, 1.0, 0.0, 0.0]), 0)  # π_ref
-exact = (p * (p / q).log()).sum()
-samples = torch.multinomial(p, 200_000, replacement=True)
-estimate = k3(p.log()[samples], q.log()[samples]).mean()
-print(f"exact KL = {exact:.4f}   k3 Monte Carlo = {estimate:.4f}")
-assert abs(estimate - exact) < 0.01
+gen = torch.Generator().manual_seed(SEED)
+p = torch.softmax(torch.tensor([1.5, 0.5, 0.0, -1.0], dtype=torch.float64), 0)  # π_θ
+q = torch.softmax(torch.tensor([0.0, 0.5, 1.0, 0.5], dtype=torch.float64), 0)  # π_ref
+exact = (p * (p / q).log()).sum().item()
+samples = torch.multinomial(p, 200_000, replacement=True, generator=gen)
+values = k3(p.log()[samples], q.log()[samples]).detach()
+estimate, se = values.mean().item(), (values.std() / len(values) ** 0.5).item()
+print(f"exact KL(π_θ‖π_ref) = {exact:.4f}   k3 Monte Carlo = {estimate:.4f} ± {se:.4f} (1 s.e.): "
+      f"{abs(estimate - exact) / se:.1f} standard errors apart")
+assert abs(estimate - exact) < 5 * se, (
+    "the mean of your k3 is not the KL: fix k3 first (its check above must print ✓)")
+
+# %% [markdown]
+# **The gradient.** In a loss, what the optimiser sees is $\nabla_\theta k_3$ on the sampled
+# tokens, and $\nabla k_3 = (1 - \pi_{\text{ref}}/\pi_\theta)\,\nabla\log\pi_\theta$. Its mean over
+# samples of π_θ is $-\mathbb{E}_{\pi_{\text{ref}}}[\nabla\log\pi_\theta] = \nabla\mathrm{KL}(\pi_{\text{ref}}\|\pi_\theta)$: the
+# gradient of the KL in the **other** direction (Tang & Munos 2025, "On a few pitfalls in KL
+# divergence gradient estimation for RL", arXiv 2506.09477). Measured with your k3 and autograd,
+# the logits of π_θ as parameters, in 20 batches (their spread gives the standard error):
+
+# %%
+from grpo_lib.bandit import exact_kl_gradient
+
+theta = p.log().clone().requires_grad_(True)  # logits of π_θ (softmax(log p) = p)
+batch_grads = []
+for batch in samples.view(20, -1):
+    (grad,) = torch.autograd.grad(k3(torch.log_softmax(theta, 0)[batch], q.log()[batch]).mean(), theta)
+    batch_grads.append(grad)
+batch_grads = torch.stack(batch_grads)
+mean_grad, se_grad = batch_grads.mean(0), batch_grads.std(0) / 20**0.5
+forward = exact_kl_gradient(theta.detach(), q.log(), "forward")   # ∇ KL(π_θ‖π_ref)
+reverse = exact_kl_gradient(theta.detach(), q.log(), "reverse")   # ∇ KL(π_ref‖π_θ)
+print("mean ∇k3            :", [round(v, 3) for v in mean_grad.tolist()], "± ≤", round(se_grad.max().item(), 3))
+print("∇ KL(π_θ ‖ π_ref)    :", [round(v, 3) for v in forward.tolist()])
+print("∇ KL(π_ref ‖ π_θ)    :", [round(v, 3) for v in reverse.tolist()])
+z_rev = ((mean_grad - reverse).abs() / se_grad).max().item()
+z_fwd = ((mean_grad - forward).abs() / se_grad).max().item()
+print(f"largest gap in standard errors: to the reverse KL's gradient {z_rev:.1f}, to the forward's {z_fwd:.1f}")
+assert z_rev < 5, "your k3's mean gradient is not ∇KL(π_ref‖π_θ): fix k3 first (its check above must print ✓)"
+assert z_fwd > 10
+
+# %% [markdown]
+# So a loss term $\beta\,k_3$ on tokens sampled from π_θ pulls toward π_ref along the gradient of
+# KL(π_ref‖π_θ), not of the KL(π_θ‖π_ref) that DeepSeekMath's eq. 3 writes. Near the reference the
+# two directions agree to second order; lesson 04 measures all three estimators and what this means
+# for GRPO.
 
 # %% [markdown]
 # ## Exercise 2 · A frozen reference model
@@ -80,7 +123,7 @@ assert abs(estimate - exact) < 0.01
 # %%
 def make_reference(model: torch.nn.Module) -> torch.nn.Module:
     """A frozen copy of model: own weights, requires_grad False, eval mode."""
-    ### HINT: copy.deepcopy, then .requires_grad_(False) and .eval() on the copy
+    ### HINT: the reference needs weights of its own (not shared with the policy), no gradients, and evaluation mode; only the copy is frozen
     ### BEGIN SOLUTION
     ref = copy.deepcopy(model)
     ref.requires_grad_(False)
