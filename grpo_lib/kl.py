@@ -3,9 +3,15 @@
 Source: J. Schulman, "Approximating KL Divergence" (2020), http://joschu.net/blog/kl-approx.html.
 With tokens sampled from π_θ and ``x = log π_ref(o_t) - log π_θ(o_t)``:
 
-- k1 = -x                      unbiased, high variance, can be negative
-- k2 = x² / 2                  biased (low for close policies), low variance, ≥ 0
-- k3 = exp(x) - x - 1          unbiased, low variance, ≥ 0
+- k1 = -x                      value: unbiased, high variance, can be negative
+- k2 = x² / 2                  value: biased (low for close policies), low variance, ≥ 0
+- k3 = exp(x) - x - 1          value: unbiased, ≥ 0, low variance near the reference
+
+Those are properties of the *value*. As a loss term on tokens sampled from π_θ (no
+score-function term) what the optimiser follows is the expected *gradient*: E[∇k1] = 0,
+E[∇k2] = ∇KL(π_θ || π_ref), and E[∇k3] = ∇KL(π_ref || π_θ), the other direction
+(Tang & Munos 2025, "On a few pitfalls in KL divergence gradient estimation for RL",
+arXiv 2506.09477; measured on a bandit in notebook 04).
 
 DeepSeekMath (arXiv 2402.03300, eq. 4) uses k3: ``π_ref/π_θ - log(π_ref/π_θ) - 1``.
 verl calls them ``kl`` (k1), ``mse`` (k2) and ``low_var_kl`` (k3).
