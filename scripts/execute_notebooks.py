@@ -19,6 +19,21 @@ outputs exceed the size budget (``--budget-mb``, default 1.5) fails: shrink its 
 ``tests/test_notebooks.py`` checks the same rules on the committed files, and
 ``tests/test_nbval_outputs.py`` re-executes the notebooks with nbval and compares the outputs of the
 cells marked ``# NBVAL_CHECK_OUTPUT`` with the stored ones.
+
+For authors, bringing a lesson under this regime:
+
+1. A sentence that states a result of the run is printed by the code (an f-string, or
+   ``IPython.display.Markdown``), or the cell asserts it (``assert dapo_clip <= grpo_clip``).
+2. Mark the cells whose output is exact with a first line ``# NBVAL_CHECK_OUTPUT`` (exactly that
+   line; an explanation goes on the next line): worked examples, tables, identities, seeded samples
+   that print no timing. Not: training curves, timings, anything that loads a model with a progress
+   bar in the same cell (move the loading to a cell of its own). Check with
+   ``pytest tests/test_nbval_outputs.py -m notebook -k NN``; running nbval without ``-lax`` once
+   (``--nbval``) shows which other cells are deterministic too.
+3. ``python scripts/execute_notebooks.py notebooks/NN_*.ipynb``, look at the figures, commit; remove
+   the lesson's number from ``NOT_YET_EXECUTED`` in ``tests/test_notebooks.py``.
+4. After editing a lesson, execute it again: a stale output fails ``tests/test_nbval_outputs.py``
+   (marked cells) and ``tests/test_notebooks.py`` (execution counts out of order, errors, stderr).
 """
 
 from __future__ import annotations
