@@ -29,7 +29,7 @@ import torch
 from grpo_lib.answers import answers_match, extract_answer, gold_number
 from grpo_lib.logprobs import stop_token_ids
 
-__all__ = ["EvalRecord", "EvalResult", "evaluate", "wilson_interval"]
+__all__ = ["EvalRecord", "EvalResult", "evaluate", "pass_at_k", "wilson_interval"]
 
 Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
@@ -56,6 +56,32 @@ def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
     low = 0.0 if k == 0 else max(0.0, center - half)
     high = 1.0 if k == n else min(1.0, center + half)
     return low, high
+
+
+def pass_at_k(n: int, c: int | Sequence[int] | torch.Tensor, k: int) -> float:
+    """Unbiased estimate of pass@k, averaged over problems (Chen et al. 2021, arXiv 2107.03374,
+    eq. 1): with n samples of a problem of which c are correct,
+
+        pass@k = 1 - C(n - c, k) / C(n, k)
+
+    the probability that k samples drawn without replacement from the n contain a correct one
+    (exactly 1 when n - c < k). ``c`` is one count or one count per problem; the result is
+    the mean over problems. pass@1 is the mean per-sample accuracy c / n.
+    """
+    if not isinstance(n, int) or not isinstance(k, int) or isinstance(n, bool) or isinstance(k, bool):
+        raise TypeError(f"n and k must be int; got n={n!r}, k={k!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and n={n} (the samples drawn per problem); got k={k}")
+    counts = torch.as_tensor(c).reshape(-1).tolist()
+    if not counts:
+        raise ValueError("c is empty: pass one count of correct samples per problem")
+    values = []
+    for ci in counts:
+        if ci != int(ci) or not 0 <= ci <= n:
+            raise ValueError(f"each count c must be an integer between 0 and n={n}; got {ci}")
+        ci = int(ci)
+        values.append(1.0 if n - ci < k else 1.0 - math.comb(n - ci, k) / math.comb(n, k))
+    return sum(values) / len(values)
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""Strip outputs and execution counts from notebooks, so that commits hold only sources.
+"""Strip outputs and execution counts from the exercise and solution notebooks.
 
-    python scripts/strip_notebooks.py               # every notebook in the repository
-    python scripts/strip_notebooks.py --check       # exit 1 if any notebook has outputs
+    python scripts/strip_notebooks.py               # every notebook in exercises/ and solutions/
+    python scripts/strip_notebooks.py --check       # exit 1 if any of them has outputs
 
-CI executes every notebook; the stored files stay small and their diffs readable.
+The lessons in notebooks/ are the exception: they are committed WITH the outputs of one documented
+execution (python scripts/execute_notebooks.py), so that a learner sees results without running
+anything. Exercises and solutions stay stripped: the learner's own run is the point of them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("notebooks", "exercises", "solutions")
+FOLDERS = ("exercises", "solutions")  # notebooks/: scripts/execute_notebooks.py
 
 
 def notebooks() -> list[Path]:

@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from grpo_lib.evaluate import EvalResult, evaluate, wilson_interval
+from grpo_lib.evaluate import EvalResult, evaluate, pass_at_k, wilson_interval
 
 
 # ----------------------------------------------------------------------------- Wilson
@@ -239,3 +239,33 @@ def test_greedy_ignores_a_hub_repetition_penalty(tok, tiny_model):
         kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=24, pad_token_id=tok.eos_token_id)
         changed += not torch.equal(m.generate(ids, **kw), m.generate(ids, repetition_penalty=1.0, **kw))
     assert changed > 0
+
+
+# ----------------------------------------------------------------------------- pass@k
+def test_pass_at_k_by_hand():
+    # n = 4, c = 1, k = 2: 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+    # k = 1 is the per-sample accuracy c/n; c = 0 gives 0; n - c < k gives exactly 1
+    assert pass_at_k(8, 3, 1) == pytest.approx(3 / 8)
+    assert pass_at_k(8, 0, 8) == 0.0 and pass_at_k(8, 1, 8) == 1.0 and pass_at_k(8, 6, 3) == 1.0
+    # a mean over problems
+    assert pass_at_k(4, [1, 4], 2) == pytest.approx((0.5 + 1.0) / 2)
+    assert pass_at_k(4, torch.tensor([0, 1]), 2) == pytest.approx(0.25)
+
+
+def test_pass_at_k_matches_monte_carlo():
+    """Draw k of the n samples without replacement many times: the share of draws with a
+    correct sample converges to the estimator."""
+    gen = torch.Generator().manual_seed(0)
+    n, c, k, trials = 10, 3, 4, 40000
+    correct = torch.zeros(n, dtype=torch.bool)
+    correct[:c] = True
+    hits = sum(bool(correct[torch.randperm(n, generator=gen)[:k]].any()) for _ in range(trials))
+    assert abs(hits / trials - pass_at_k(n, c, k)) < 4 * math.sqrt(0.25 / trials)
+
+
+@pytest.mark.parametrize("n,c,k,err", [(4, 1, 0, ValueError), (4, 1, 5, ValueError), (4, 5, 2, ValueError),
+                                       (4, [], 2, ValueError), (4.0, 1, 2, TypeError)])
+def test_pass_at_k_rejects_bad_input(n, c, k, err):
+    with pytest.raises(err, match="n|k|c"):
+        pass_at_k(n, c, k)
