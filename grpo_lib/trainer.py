@@ -439,6 +439,7 @@ class GRPOTrainer:
         (start fresh if none), or a checkpoint folder.
         """
         cfg = self.config
+        self._run_card_begin()  # run card: start time and the base weights' hash (grpo_lib.card)
         if resume_from_checkpoint:
             path = self._find_checkpoint(resume_from_checkpoint)
             if path is not None:
@@ -485,10 +486,24 @@ class GRPOTrainer:
                 bar.close()
             if metrics_file is not None:
                 metrics_file.close()
+            self._run_card_finish()  # run card: written however train() ends (grpo_lib.card)
         for cb in self.callbacks:
             if (f := _cb(cb, "on_train_end")) is not None:
                 f(self)
         return self.log_history
+
+    # ---------------------------------------------------------------- run card
+    def _run_card_begin(self) -> None:
+        """Remember the start time and, before any update, the base weights' sha256."""
+        from grpo_lib.card import begin_run_card
+
+        begin_run_card(self)
+
+    def _run_card_finish(self) -> None:
+        """Write ``output_dir/run_card.{md,json}`` (finished, interrupted or failed)."""
+        from grpo_lib.card import finish_run_card
+
+        finish_run_card(self)
 
     # -------------------------------------------------------------- checkpoints
     def _find_checkpoint(self, spec: bool | str | Path) -> Path | None:
