@@ -178,3 +178,25 @@ def test_callable_record_unwraps_partial_and_survives_no_source():
     exec("def made(prompts, completions, **kw):\n    return [0.0] * len(completions)\n", ns)
     rec2 = callable_record(ns["made"])
     assert rec2["line"] is None and rec2["source_sha256"].startswith("bytecode:")
+
+
+def test_the_command_line_card_has_the_evaluation_and_the_leakage_check(tmp_path):
+    from grpo_lib.leakage import check_leakage
+    from grpo_lib.presets import get_preset
+    from grpo_lib.train import main as train_main
+
+    out = tmp_path / "cli"
+    argv = ["--preset", "tiny", "--no-progress", "--eval-limit", "32", "--eval-steps", "0", "--max-steps", "1",
+            "--set", "per_device_train_batch_size=16", "--set", "num_generations=4", "--output-dir", str(out)]
+    assert train_main(argv) == 0
+    card = json.loads((out / "run_card.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    ev = card["evaluation"]
+    assert ev["before"]["strict_accuracy"] == summary["accuracy_before"]
+    assert ev["after"]["strict_accuracy"] == summary["accuracy_after"]
+    assert ev["before"]["n"] == ev["after"]["n"] == 32 and "lenient_accuracy" in ev["after"]
+    train, test = get_preset("tiny").load_data(0)
+    expected = check_leakage([r["prompt"] for r in train], [r["prompt"] for r in test[:32]])
+    assert card["leakage"]["num_exact"] == len(expected.exact) and card["leakage"]["num_near"] == len(expected.near)
+    assert ev["held_out"] is expected.held_out
+    assert card["training_data"]["source"]["qualname"] == "_tiny_data"
