@@ -14,9 +14,9 @@ Two checks, the ones published contamination studies use:
   no tokenizer.
 
 Prompts carry a template (``"Q: ... A:"``, a chat system prompt) that every text shares and
-that alone could be 13 words long; ``strip_template=True`` (the default) removes the
-longest prefix and suffix shared by *all* texts before comparing, so only the problems are
-compared.
+that alone could be 13 words long; ``strip_template=True`` (the default) removes, after
+normalisation, the longest run of words that *all* texts start with and the longest they
+all end with, so only the problems are compared.
 
 An evaluation is called **held-out** only when both counts are 0; otherwise the report
 lists the overlapping items (:class:`LeakageReport`).
@@ -24,7 +24,6 @@ lists the overlapping items (:class:`LeakageReport`).
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -79,7 +78,7 @@ class LeakageReport:
     num_eval: int
     exact: list[LeakItem] = field(default_factory=list)
     near: list[LeakItem] = field(default_factory=list)
-    template_stripped: tuple[str, str] = ("", "")
+    template_stripped: tuple[str, str] = ("", "")  # the shared (normalised) words removed: prefix, suffix
     method: str = ""
 
     @property
@@ -124,15 +123,19 @@ class LeakageReport:
         return "\n".join(lines)
 
 
-def _common_affixes(texts: Sequence[str]) -> tuple[str, str]:
-    if len(texts) < 2:
-        return "", ""
-    prefix = os.path.commonprefix(list(texts))
-    suffix = os.path.commonprefix([t[::-1] for t in texts])[::-1]
-    shortest = min(len(t) for t in texts)
-    if len(prefix) + len(suffix) > shortest:  # identical texts: keep them whole
-        return "", ""
-    return prefix, suffix
+def _common_affixes(word_lists: Sequence[list[str]]) -> tuple[int, int]:
+    """Lengths (in words) of the longest prefix and suffix shared by every word list."""
+    if len(word_lists) < 2:
+        return 0, 0
+    shortest = min(len(w) for w in word_lists)
+    first = word_lists[0]
+    pre = 0
+    while pre < shortest and all(w[pre] == first[pre] for w in word_lists):
+        pre += 1
+    suf = 0
+    while suf < shortest - pre and all(w[-1 - suf] == first[-1 - suf] for w in word_lists):
+        suf += 1
+    return pre, suf
 
 
 def _cut(s: str) -> str:
@@ -151,8 +154,8 @@ def check_leakage(
         train_texts: the training prompts (or questions).
         eval_texts: the evaluation prompts (or questions), in the same form.
         n: the n-gram length of the near-duplicate check (GPT-3's 13).
-        strip_template: remove the longest prefix and suffix shared by every text of both
-            lists (a prompt template) before normalising.
+        strip_template: remove the longest run of (normalised) words that every text of both
+            lists starts with, and the longest every text ends with (a prompt template).
 
     Returns a :class:`LeakageReport`; ``report.held_out`` is True only when no item overlaps.
     Cost: one pass over the training texts' n-grams (GSM8K's 7,473 training questions:
@@ -166,13 +169,13 @@ def check_leakage(
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int (words per n-gram; GPT-3 used 13), got {n!r}")
     train_texts, eval_texts = list(train_texts), list(eval_texts)
-    prefix, suffix = _common_affixes(train_texts + eval_texts) if strip_template else ("", "")
-
-    def core(t: str) -> str:
-        return t[len(prefix): len(t) - len(suffix)]
-
-    train_norm = [normalize_text(core(t)) for t in train_texts]
-    eval_norm = [normalize_text(core(t)) for t in eval_texts]
+    train_words = [normalize_text(t).split() for t in train_texts]
+    eval_words = [normalize_text(t).split() for t in eval_texts]
+    pre, suf = _common_affixes(train_words + eval_words) if strip_template else (0, 0)
+    some = (train_words + eval_words)[0] if pre or suf else []
+    prefix, suffix = " ".join(some[:pre]), " ".join(some[len(some) - suf:]) if suf else ""
+    train_norm = [" ".join(w[pre: len(w) - suf]) for w in train_words]
+    eval_norm = [" ".join(w[pre: len(w) - suf]) for w in eval_words]
 
     exact_index: dict[str, int] = {}
     for i, t in enumerate(train_norm):
