@@ -145,3 +145,29 @@ def reinforce_pp_advantages(
     if bool((r == r[0]).all()):
         return torch.zeros_like(r)
     return (r - r.mean()) / (r.std(unbiased=unbiased) + eps)
+
+
+ADVANTAGE_ESTIMATORS = ("grpo", "reinforce++", "reinforce++-baseline")
+
+
+def compute_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    estimator: str = "grpo",
+    scale: AdvantageScale = "group",
+) -> torch.Tensor:
+    """The switch between advantage estimators, one name each:
+
+    - ``"grpo"``: :func:`group_advantages` with ``scale`` (DeepSeekMath §4.1.2);
+    - ``"reinforce++"``: :func:`reinforce_pp_advantages`, batch baseline and batch std;
+    - ``"reinforce++-baseline"``: group mean, then the batch's mean and std.
+
+    ``scale`` applies to ``"grpo"`` only (REINFORCE++ always scales by the batch).
+    """
+    if estimator == "grpo":
+        return group_advantages(rewards, group_size, scale=scale)
+    if estimator == "reinforce++":
+        return reinforce_pp_advantages(rewards)
+    if estimator == "reinforce++-baseline":
+        return reinforce_pp_advantages(rewards, group_size, baseline="group")
+    raise ValueError(f"estimator must be one of {ADVANTAGE_ESTIMATORS}, got {estimator!r}.")

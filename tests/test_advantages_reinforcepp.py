@@ -69,3 +69,17 @@ def test_all_equal_batch_gives_exact_zeros():
 def test_bad_input_is_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         reinforce_pp_advantages(**kwargs)
+
+
+def test_compute_advantages_switch_names_each_estimator():
+    from grpo_lib.advantages import compute_advantages
+
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    assert torch.equal(compute_advantages(r, 4), group_advantages(r, 4))
+    assert torch.equal(compute_advantages(r, 4, scale="none"), group_advantages(r, 4, scale="none"))
+    assert torch.equal(compute_advantages(r, 4, "reinforce++"), reinforce_pp_advantages(r))
+    assert torch.equal(compute_advantages(r, 4, "reinforce++-baseline"), reinforce_pp_advantages(r, 4, baseline="group"))
+    # the estimators differ where the issue says they do: the all-right second group
+    assert compute_advantages(r, 4)[4:].eq(0).all() and (compute_advantages(r, 4, "reinforce++")[4:] > 0).all()
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        compute_advantages(r, 4, "ppo")
