@@ -8,7 +8,7 @@ The library behind the GRPO course. The algorithm core (DeepSeekMath, arXiv 2402
 tensor([ 0.8659, -0.8659,  0.8659, -0.8659])
 """
 
-from .advantages import group_advantages, reinforce_pp_advantages, zero_std_fraction
+from .advantages import compute_advantages, group_advantages, reinforce_pp_advantages, zero_std_fraction
 from .answers import answers_match, extract_answer, gold_number, parse_number
 from .device import needs_grad_scaler, pick_device, pick_dtype
 from .evaluate import EvalRecord, EvalResult, evaluate, wilson_interval
@@ -71,6 +71,7 @@ __all__ = [
     "build_tiny_tokenizer",
     "check_leakage",
     "completion_mask",
+    "compute_advantages",
     "correctness_reward",
     "entropy_from_logits",
     "EvalRecord",
