@@ -82,3 +82,20 @@ def test_planted_duplicate_in_the_synthetic_task():
 def test_bad_input_is_named(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         check_leakage(*args, **kwargs)
+
+
+def test_gsm8k_train_and_test_share_no_question_and_three_13gram_near_duplicates():
+    """The figure the README and notebook 10 quote, measured on the real splits (skipped offline)."""
+    from grpo_lib.gsm8k import load_gsm8k, local_gsm8k_dir
+
+    data_dir = local_gsm8k_dir()
+    if data_dir is None:
+        pytest.skip("no local GSM8K copy (set GRPO_GSM8K_DIR)")
+    train, test = load_gsm8k("train", data_dir), load_gsm8k("test", data_dir)
+    report = check_leakage(train.questions, test.questions)
+    assert not report.exact
+    assert sorted((x.eval_index, x.train_index) for x in report.near) == [(581, 406), (602, 1314), (632, 20)]
+    # each flagged pair really shares the 13 words (an independent substring check on the normalised texts)
+    for x in report.near:
+        assert x.evidence in normalize_text(test.questions[x.eval_index])
+        assert x.evidence in normalize_text(train.questions[x.train_index])
