@@ -57,6 +57,10 @@ __all__ = [
     "weights_sha256",
     "callable_record",
     "texts_sha256",
+    "library_versions",
+    "git_state",
+    "begin_run_card",
+    "finish_run_card",
     "main",
 ]
 
