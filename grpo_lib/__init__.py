@@ -8,7 +8,7 @@ The library behind the GRPO course. The algorithm core (DeepSeekMath, arXiv 2402
 tensor([ 0.8659, -0.8659,  0.8659, -0.8659])
 """
 
-from .advantages import group_advantages, zero_std_fraction
+from .advantages import compute_advantages, group_advantages, reinforce_pp_advantages, zero_std_fraction
 from .answers import answers_match, extract_answer, gold_number, parse_number
 from .device import needs_grad_scaler, pick_device, pick_dtype
 from .evaluate import EvalRecord, EvalResult, evaluate, wilson_interval
@@ -41,6 +41,10 @@ _LAZY = {
     "lora_config": "models",
     "get_preset": "presets",
     "register_preset": "presets",
+    "check_leakage": "leakage",
+    "LeakageReport": "leakage",
+    "build_run_card": "card",
+    "write_run_card": "card",
 }
 
 
@@ -62,9 +66,12 @@ __all__ = [
     "answers_match",
     "build_chat_prompt",
     "build_plain_prompt",
+    "build_run_card",
     "build_tiny_model",
     "build_tiny_tokenizer",
+    "check_leakage",
     "completion_mask",
+    "compute_advantages",
     "correctness_reward",
     "entropy_from_logits",
     "EvalRecord",
@@ -82,6 +89,7 @@ __all__ = [
     "GSM8KExample",
     "GSM8KSplit",
     "kl_estimate",
+    "LeakageReport",
     "lenient_correctness_reward",
     "load_gsm8k",
     "load_policy",
@@ -102,6 +110,7 @@ __all__ = [
     "policy_loss",
     "Problem",
     "register_preset",
+    "reinforce_pp_advantages",
     "Rollout",
     "sample_groups",
     "seed_everything",
@@ -110,5 +119,6 @@ __all__ = [
     "SYSTEM_PROMPT",
     "TrainerCallback",
     "wilson_interval",
+    "write_run_card",
     "zero_std_fraction",
 ]

@@ -166,13 +166,13 @@ def run_preset(preset: Preset, resume: bool = False, do_eval: bool = True, progr
             if hasattr(eval_rows, "is_fixture") else eval_rows[:eval_limit]
 
     before_file = out / "eval_before.json"
-    acc_before = ci_before = None
+    acc_before = ci_before = res_before = None
     if do_eval:
         if resume and before_file.exists():
             saved = json.loads(before_file.read_text())
             acc_before, ci_before = saved["accuracy"], saved["ci95"]
         else:
-            res = _evaluate(preset, model, tokenizer, eval_rows, progress)
+            res = res_before = _evaluate(preset, model, tokenizer, eval_rows, progress)
             acc_before, ci_before = res.strict_accuracy, list(res.strict_ci)
             before_file.write_text(json.dumps({"accuracy": acc_before, "ci95": ci_before, "n": res.n}, allow_nan=False))
             print(f"before: greedy strict accuracy {acc_before:.3f} on {res.n} held-out problems", flush=True)
@@ -226,6 +226,9 @@ def run_preset(preset: Preset, resume: bool = False, do_eval: bool = True, progr
         "config": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in cfg.to_dict().items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    from grpo_lib.card import write_run_card  # the run card again, now with the evaluation and leakage check
+    write_run_card(trainer, out, train_source=preset.load_data, eval_rows=eval_rows, eval_source=preset.load_data,
+                   eval_before=(res_before or before_file) if do_eval else None, eval_after=res if do_eval else None)
     plot_curves(history, acc_before, acc_after, out / "curves.png", title=f"GRPO, preset {preset.name}")
     return summary
 

@@ -509,6 +509,7 @@ class GRPOTrainer:
         second Ctrl-C stops at once (the newest checkpoint is then the last one saved).
         """
         cfg = self.config
+        self._run_card_begin()  # run card: start time and the base weights' hash (grpo_lib.card)
         if resume_from_checkpoint:
             path = self._find_checkpoint(resume_from_checkpoint)
             if path is None:
@@ -587,6 +588,7 @@ class GRPOTrainer:
                 metrics_file.close()
             if tb is not None:
                 tb.close()
+            self._run_card_finish()  # run card: written however train() ends (grpo_lib.card)
         for cb in self.callbacks:
             if (f := _cb(cb, "on_train_end")) is not None:
                 f(self)
@@ -635,6 +637,19 @@ class GRPOTrainer:
         for folder in old:
             shutil.rmtree(folder)
         return old
+
+    # ---------------------------------------------------------------- run card
+    def _run_card_begin(self) -> None:
+        """Remember the start time and, before any update, the base weights' sha256."""
+        from grpo_lib.card import begin_run_card
+
+        begin_run_card(self)
+
+    def _run_card_finish(self) -> None:
+        """Write ``output_dir/run_card.{md,json}`` (finished, interrupted or failed)."""
+        from grpo_lib.card import finish_run_card
+
+        finish_run_card(self)
 
     # -------------------------------------------------------------- checkpoints
     def _find_checkpoint(self, spec: bool | str | Path) -> Path | None:
