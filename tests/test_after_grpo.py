@@ -269,3 +269,7 @@ def test_trainer_correction_is_an_identity_without_mismatch_and_logs_a_bf16_one(
     assert m["sampling/sampling_logp_difference/mean"] > 1e-4  # bf16 sampler != fp32 learner
     assert m["sampling/importance_sampling_ratio/max"] <= 3.0
     assert next(t._rollout_copy.parameters()).dtype == torch.bfloat16
+    # before every step the sampler copy is re-synced to the learner's current weights, as vLLM is
+    copy_ = t._rollout_model()
+    for a, b in zip(copy_.parameters(), t.model.parameters()):
+        assert torch.equal(a, b.detach().to(torch.bfloat16))
