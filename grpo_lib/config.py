@@ -31,6 +31,9 @@ KL_KINDS = ("k1", "k2", "k3")
 #: ``report_to`` values, under transformers/TRL's names ("none", "all", "tensorboard").
 #: metrics.jsonl is always written when ``output_dir`` is set; "jsonl" names it explicitly.
 REPORT_TO = ("none", "all", "tensorboard", "jsonl")
+ROLLOUT_DTYPES = ("float32", "bfloat16", "float16")
+#: TRL's ``vllm_importance_sampling_mode`` values (``grpo_lib.losses.SAMPLER_CORRECTION_MODES``).
+SAMPLER_CORRECTION_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 _DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -73,6 +76,25 @@ class GRPOConfig:
         so the gradient is unchanged, the loss keeps the full batch's normaliser; None = on
         when ``beta == 0``; True with ``beta > 0`` is an error, the KL term is not 0. The
         entropy and clip metrics are then over the updated groups' tokens).
+    After vanilla GRPO (notebook 09)
+        filter_groups: DAPO's dynamic sampling (arXiv 2503.14476, §3.2; verl's
+            ``algorithm.filter_groups.enable``; TRL has no such option): drop every group whose
+            rewards are all equal and sample more prompts until ``prompts_per_step`` informative
+            groups are found. The loss is GRPO's over the kept groups, unchanged.
+        max_num_gen_batches: at most this many sampling rounds per step (verl's name). When
+            they are used up, the step trains on the informative groups found so far (fewer
+            than ``prompts_per_step``; none = a zero gradient) and logs
+            ``sampling/filter_groups_exhausted = 1``.
+        rollout_dtype: None (sample with the learner itself) or ``"bfloat16"`` /
+            ``"float16"`` / ``"float32"``: sample with a copy of the policy in that dtype,
+            re-synced from the learner before every step, as a vLLM engine is (verl:
+            ``actor_rollout_ref.rollout.dtype``). Then π_sampler ≠ π_θ even with μ = 1.
+        vllm_importance_sampling_correction, vllm_importance_sampling_mode,
+        vllm_importance_sampling_clip_max, vllm_importance_sampling_clip_min: TRL's names for
+            the truncated importance-sampling correction (Yao et al. 2025), see
+            ``grpo_lib.losses.sampler_importance_weights``. Off by default here (TRL turns it
+            on only with vLLM); the default mode is Yao et al.'s ``"token_truncate"`` (TRL's
+            default is ``"sequence_mask"``).
     Model
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
         gradient_checkpointing, device (``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"mps"``),
@@ -121,6 +143,14 @@ class GRPOConfig:
     micro_batch_size: int | None = None
     share_prompt_prefix: bool | None = None
     skip_zero_advantage_groups: bool | None = None
+    # after vanilla GRPO: dynamic sampling, a sampler that is not the learner
+    filter_groups: bool = False
+    max_num_gen_batches: int = 8
+    rollout_dtype: str | None = None
+    vllm_importance_sampling_correction: bool = False
+    vllm_importance_sampling_mode: str = "token_truncate"
+    vllm_importance_sampling_clip_max: float | None = 3.0
+    vllm_importance_sampling_clip_min: float | None = None
     # model
     use_lora: bool = False
     lora_r: int = 16
@@ -298,6 +328,29 @@ class GRPOConfig:
                 f"skip_zero_advantage_groups=True with beta={self.beta!r}: a group with zero advantages still has a "
                 "KL term, so skipping it would change the gradient; set it to None/False, or beta=0"
             )
+
+        # after vanilla GRPO
+        for name in ("filter_groups", "vllm_importance_sampling_correction"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "use True or False")
+        if not is_int(self.max_num_gen_batches) or self.max_num_gen_batches < 1:
+            bad("max_num_gen_batches", "use an int >= 1: sampling rounds per step with filter_groups (1 = no refill)")
+        if self.rollout_dtype is not None and self.rollout_dtype not in ROLLOUT_DTYPES:
+            bad("rollout_dtype", f"use None (the learner samples) or one of {ROLLOUT_DTYPES}")
+        if self.vllm_importance_sampling_mode not in SAMPLER_CORRECTION_MODES:
+            bad("vllm_importance_sampling_mode", f"use one of {SAMPLER_CORRECTION_MODES} (TRL's names)")
+        cmax, cmin = self.vllm_importance_sampling_clip_max, self.vllm_importance_sampling_clip_min
+        if cmax is not None and (not is_num(cmax) or cmax <= 0):
+            bad("vllm_importance_sampling_clip_max", "use None or a float > 0, e.g. 3.0 (TRL's default; Yao et al. use 2)")
+        if cmin is not None and (not is_num(cmin) or cmin < 0):
+            bad("vllm_importance_sampling_clip_min", "use None or a float >= 0")
+        elif cmin is not None and is_num(cmax) and cmin >= cmax:
+            bad("vllm_importance_sampling_clip_min", f"must be below vllm_importance_sampling_clip_max={cmax}")
+        if (self.vllm_importance_sampling_correction is True and cmax is None
+                and self.vllm_importance_sampling_mode in ("token_truncate", "sequence_truncate")):
+            errors.append("vllm_importance_sampling_correction=True with mode "
+                          f"{self.vllm_importance_sampling_mode!r} and no clip: untruncated weights have unbounded "
+                          "variance; set vllm_importance_sampling_clip_max (e.g. 3.0)")
 
         # model
         for name in ("use_lora", "gradient_checkpointing", "progress_bar"):

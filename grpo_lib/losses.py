@@ -14,10 +14,14 @@ Here the loss is its negation, to be minimised. The pieces:
 - ``aggregate_loss``: how per-token losses become one number; this is what separates
   GRPO, DAPO and Dr. GRPO.
 - ``grpo_loss``: the three composed, with TRL's ``loss_type`` names and metrics.
+- ``sampler_importance_weights``: the truncated importance-sampling correction for a
+  sampler that is not the learner (Yao et al. 2025; TRL's ``vllm_importance_sampling_*``),
+  passed to ``grpo_loss`` as ``importance_weights``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -28,6 +32,9 @@ from .utils import masked_mean
 AggregationMode = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
 LossType = Literal["grpo", "dapo", "dr_grpo"]
 ImportanceLevel = Literal["token", "sequence"]
+SamplerCorrectionMode = Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
+#: TRL's ``vllm_importance_sampling_mode`` values.
+SAMPLER_CORRECTION_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 #: TRL's ``loss_type`` → verl's ``loss_agg_mode``.
 LOSS_TYPE_TO_AGGREGATION: dict[str, str] = {
@@ -164,6 +171,7 @@ def grpo_loss(
     importance_sampling_level: ImportanceLevel = "token",
     max_completion_length: int | None = None,
     kl_kind: KLKind = "k3",
+    importance_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRPO loss (DeepSeekMath eq. 3, negated) and its metrics.
 
@@ -178,6 +186,12 @@ def grpo_loss(
     Metrics, named as TRL's ``GRPOTrainer`` logs them: ``kl`` (token mean of the k-estimate,
     only when ``beta > 0``), ``clip_ratio/low_mean``, ``clip_ratio/high_mean`` and
     ``clip_ratio/region_mean`` (fractions of completion tokens clipped).
+
+    ``importance_weights`` (``[B, T]``, no gradient; default None = all 1): multiplies the
+    clipped surrogate of every token before the KL term is added, as TRL does with its
+    vLLM correction: ``per_token = w_t · policy_loss_t + beta · KL_t``. Build it with
+    :func:`sampler_importance_weights` when the completions were sampled by another copy of
+    the policy (a bf16 vLLM engine); with weights of exactly 1 the loss is unchanged.
     """
     if loss_type not in LOSS_TYPE_TO_AGGREGATION:
         raise ValueError(f"loss_type must be one of {tuple(LOSS_TYPE_TO_AGGREGATION)}, got {loss_type!r}.")
@@ -191,6 +205,13 @@ def grpo_loss(
     per_token, stats = policy_loss(
         logp, old_logp, advantages, mask, epsilon=epsilon, epsilon_high=epsilon_high, level=importance_sampling_level
     )
+    if importance_weights is not None:
+        if importance_weights.shape != logp.shape:
+            raise ValueError(
+                f"importance_weights must have the shape of logp {tuple(logp.shape)} (one weight per token), got "
+                f"{tuple(importance_weights.shape)}; build it with sampler_importance_weights(...)"
+            )
+        per_token = per_token * importance_weights.detach().to(per_token.dtype)
     metrics: dict[str, float] = {}
     if beta > 0:
         assert ref_logp is not None
@@ -203,3 +224,61 @@ def grpo_loss(
     for key in ("low", "high", "region"):
         metrics[f"clip_ratio/{key}_mean"] = masked_mean(stats[f"is_{key}_clipped"].float(), mask).item()
     return loss, metrics
+
+
+def sampler_importance_weights(
+    learner_logp: torch.Tensor,
+    sampler_logp: torch.Tensor,
+    mask: torch.Tensor,
+    mode: SamplerCorrectionMode = "token_truncate",
+    clip_max: float | None = 3.0,
+    clip_min: float | None = None,
+) -> torch.Tensor:
+    """Importance weights that correct for a sampler that is not the learner, ``[B, T]``, no gradient.
+
+    Real GRPO runs sample with an inference engine (vLLM, in bf16, its own kernels) and
+    learn with the training model: the tokens come from π_sampler, not from π_old, even
+    with μ = 1. The policy gradient needs samples from π_old, so each token's loss is
+    reweighted by the ratio of the two, truncated at ``C = clip_max`` to bound the variance
+    (truncated importance sampling; Yao et al. 2025, "Your efficient RL framework secretly
+    brings you off-policy RL training"; TRL's ``vllm_importance_sampling_correction``)::
+
+        token_truncate:     w_it = min(π_old(o_it) / π_sampler(o_it), C)
+        token_mask:         w_it = r_it if C_min <= r_it <= C else 0      (r_it the ratio above)
+        sequence_truncate:  w_i  = min(Π_t π_old(o_it) / π_sampler(o_it), C), the same for all t
+        sequence_mask:      w_i  = r_i if C_min <= r_i <= C else 0
+
+    ``token_truncate`` also floors at ``clip_min`` when given. TRL's modes and names
+    (``vllm_importance_sampling_mode``, ``vllm_importance_sampling_clip_max`` /
+    ``..._clip_min``); TRL's default mode is ``"sequence_mask"``, Yao et al.'s TIS is
+    ``"token_truncate"``.
+
+    Args:
+        learner_logp: ``[B, T]`` log π_old of the sampled tokens, computed by the learner
+            (with μ = 1 the current policy's log-probs; detached here).
+        sampler_logp: ``[B, T]`` log π_sampler of the same tokens, as the sampler reported
+            them (``sample_groups(..., return_logprobs=True).sampler_logprobs``).
+        mask: ``[B, T]``, 1 on completion tokens; masked-out positions get weight 1 (they
+            are not counted in the loss anyway) and do not enter a sequence's ratio.
+
+    When sampler and learner agree (``sampler_logp == learner_logp``) every weight is exactly 1.
+    """
+    _check_same_shape(learner_logp=learner_logp, sampler_logp=sampler_logp, mask=mask)
+    if mode not in SAMPLER_CORRECTION_MODES:
+        raise ValueError(f"mode must be one of {SAMPLER_CORRECTION_MODES} (TRL's names), got {mode!r}.")
+    if clip_max is not None and not clip_max > 0:
+        raise ValueError(f"clip_max must be > 0 (TRL's default 3.0) or None, got {clip_max}.")
+    if clip_min is not None and clip_max is not None and not clip_min < clip_max:
+        raise ValueError(f"clip_min={clip_min} must be below clip_max={clip_max}.")
+    m = mask.to(torch.bool)
+    diff = torch.where(m, learner_logp.detach().float() - sampler_logp.detach().float(), torch.zeros(()))
+    if mode.startswith("sequence"):
+        diff = diff.sum(dim=-1, keepdim=True).expand_as(learner_logp)
+    ratio = torch.exp(diff)
+    if mode.endswith("truncate"):
+        weights = torch.clamp(ratio, min=clip_min, max=clip_max)
+    else:
+        lo = -math.inf if clip_min is None else clip_min
+        hi = math.inf if clip_max is None else clip_max
+        weights = torch.where((ratio < lo) | (ratio > hi), torch.zeros_like(ratio), ratio)
+    return torch.where(m, weights, torch.ones_like(weights)).to(learner_logp.dtype)

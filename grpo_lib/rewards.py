@@ -32,6 +32,8 @@ __all__ = [
     "lenient_correctness_reward",
     "format_reward",
     "completion_text",
+    "SoftOverlongPunishment",
+    "soft_overlong_punishment",
 ]
 
 
@@ -155,3 +157,81 @@ def format_reward(prompts: Sequence | None, completions: Sequence, answer: Seque
             ok = m is not None and extract_answer(lines[-1], mode="strict") is not None
         rewards.append(1.0 if ok else 0.0)
     return rewards
+
+
+def soft_overlong_punishment(length: int, max_completion_len: int, soft_punish_cache: int) -> float:
+    """DAPO's soft overlong punishment of one completion of ``length`` tokens (arXiv 2503.14476, eq. 13)::
+
+        R_length = 0                                   if length <= L_max - L_cache
+                 = ((L_max - L_cache) - length) / L_cache   if L_max - L_cache < length <= L_max
+                 = -1                                  if length > L_max
+
+    ``L_max = max_completion_len`` (the hard cap), ``L_cache = soft_punish_cache`` (the
+    width of the ramp); a completion cut at the cap gets -1, one ``L_cache / 2`` tokens
+    short of it -0.5. DAPO used L_max = 20480, L_cache = 4096. Added to the correctness
+    reward, it ranks a long correct answer below a short correct one, which truncation
+    masking (``mask_truncated_completions``) cannot do.
+    """
+    if soft_punish_cache < 0 or soft_punish_cache > max_completion_len:
+        raise ValueError(
+            f"soft_punish_cache must be in [0, max_completion_len={max_completion_len}], got {soft_punish_cache}"
+        )
+    if length <= max_completion_len - soft_punish_cache:
+        return 0.0
+    if length <= max_completion_len:
+        return ((max_completion_len - soft_punish_cache) - length) / soft_punish_cache
+    return -1.0
+
+
+class SoftOverlongPunishment:
+    """``soft_overlong_punishment`` as a TRL-signature reward function (TRL:
+    ``trl.rewards.get_soft_overlong_punishment``, logged as ``soft_overlong_punishment_reward``).
+
+    ``f(prompts, completions, completion_ids=None, **columns) -> list[float]``. The length
+    of a completion is ``len(completion_ids[i])`` when the trainer passes the ids (TRL
+    does, EOS included), else the number of tokens of its text under ``tokenizer`` (this
+    course's trainer passes text; the EOS is not in the text, so a finished completion
+    counts one token less than in TRL; a truncated one, which has no EOS, counts the same).
+
+    Args:
+        max_completion_len: L_max, the completion cap (``GRPOConfig.max_completion_length``).
+        soft_punish_cache: L_cache, the ramp's width in tokens (> 0).
+        tokenizer: needed only when ``completion_ids`` are not passed.
+    """
+
+    __name__ = "soft_overlong_punishment_reward"
+
+    def __init__(self, max_completion_len: int, soft_punish_cache: int, tokenizer: Any = None) -> None:
+        if not isinstance(max_completion_len, int) or max_completion_len < 1:
+            raise ValueError(f"max_completion_len must be a positive int (the completion cap), got {max_completion_len!r}")
+        if not isinstance(soft_punish_cache, int) or not 0 < soft_punish_cache <= max_completion_len:
+            raise ValueError(
+                f"soft_punish_cache must be an int in (0, max_completion_len={max_completion_len}], got "
+                f"{soft_punish_cache!r}; DAPO used a fifth of the cap (4096 of 20480)"
+            )
+        self.max_completion_len = max_completion_len
+        self.soft_punish_cache = soft_punish_cache
+        self.tokenizer = tokenizer
+
+    def lengths(self, completions: Sequence, completion_ids: Sequence[Sequence[int]] | None = None) -> list[int]:
+        """Token counts of the completions (see the class docstring)."""
+        if completion_ids is not None:
+            if len(completion_ids) != len(completions):
+                raise ValueError(f"completion_ids has {len(completion_ids)} rows for {len(completions)} completions")
+            return [len(ids) for ids in completion_ids]
+        if self.tokenizer is None:
+            raise ValueError(
+                "SoftOverlongPunishment needs completion_ids (TRL passes them) or a tokenizer: "
+                "SoftOverlongPunishment(max_completion_len, soft_punish_cache, tokenizer=tok)"
+            )
+        return [len(self.tokenizer(completion_text(c), add_special_tokens=False)["input_ids"]) for c in completions]
+
+    def __call__(self, prompts: Sequence | None = None, completions: Sequence = (),
+                 completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float]:
+        if completion_ids is not None and not completions:
+            completions = [""] * len(completion_ids)
+        _check_lengths(prompts, completions)
+        return [
+            soft_overlong_punishment(n, self.max_completion_len, self.soft_punish_cache)
+            for n in self.lengths(completions, completion_ids)
+        ]

@@ -56,7 +56,7 @@ from grpo_lib.advantages import group_advantages, zero_std_fraction
 from grpo_lib.config import GRPOConfig
 from grpo_lib.device import pick_device
 from grpo_lib.logprobs import per_token_logprobs
-from grpo_lib.losses import grpo_loss
+from grpo_lib.losses import grpo_loss, sampler_importance_weights
 from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs
 from grpo_lib.utils import seed_everything
 
@@ -374,23 +374,7 @@ class GRPOTrainer:
         G = cfg.num_generations
         t0 = time.perf_counter()
         rows = [self.dataset[i] for i in self.batch_indices(self.global_step)]
-        rep_rows = [r for r in rows for _ in range(G)]
-
-        ro = sample_groups(
-            self.model,
-            self.tokenizer,
-            [r["prompt"] for r in rows],
-            num_generations=G,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=cfg.top_k,
-            sampler=cfg.sampler,
-        )
-        t_gen = time.perf_counter() - t0
-
-        per_func = self.compute_rewards(ro.prompts, ro.completions, rep_rows)  # [F, B]
-        rewards = torch.nansum(per_func * self.reward_weights[:, None], dim=0)  # [B]
+        ro, per_func, rewards, t_gen, extra_metrics = self._sample_informative_batch(rows)
         advantages = group_advantages(rewards, G, scale=cfg.scale_rewards).to(self.device)
 
         mask = ro.completion_mask.float()
@@ -438,6 +422,7 @@ class GRPOTrainer:
                     importance_sampling_level=cfg.importance_sampling_level,
                     max_completion_length=cfg.max_new_tokens,
                     kl_kind=cfg.kl_kind,
+                    importance_weights=self._sampler_correction(upd, s, logp, old_logp, extra_metrics),
                 )
                 # Weight of this micro-batch in the full-batch loss (exact for every loss_type).
                 if cfg.loss_type == "dapo":
@@ -491,8 +476,137 @@ class GRPOTrainer:
                 "tokens_per_second": lengths.sum().item() / max(t_step, 1e-9),
             }
         )
+        metrics.update(_mean_metrics(extra_metrics))
         self.last_rollout, self.last_rewards = ro, rewards
         return metrics
+
+    # ------------------------------------------- sampling: dynamic sampling, rollout copy
+    def _rollout_model(self):
+        """The model that samples: the learner, or (``rollout_dtype``) a copy in that dtype
+        with the learner's current weights, as a vLLM engine holds them after a weight sync."""
+        dtype = self.config.rollout_dtype
+        if dtype is None:
+            return self.model
+        copy_ = getattr(self, "_rollout_copy", None)
+        if copy_ is None:
+            copy_ = copy.deepcopy(self.model).to(getattr(torch, dtype)).eval()
+            for p in copy_.parameters():
+                p.requires_grad_(False)
+            self._rollout_copy = copy_
+        else:
+            with torch.no_grad():
+                for dst, src in zip(copy_.parameters(), self.model.parameters()):
+                    dst.copy_(src)
+        return copy_
+
+    def _refill_indices(self, step: int, round_: int) -> list[int]:
+        """Dataset rows of sampling round ``round_ >= 1`` of ``step`` (dynamic sampling):
+        a seeded draw without replacement, a pure function of (seed, step, round), so a
+        resumed run samples the same prompts."""
+        rng = random.Random((self.config.seed * 1_000_003 + step) * 1_009 + round_)
+        return rng.sample(range(len(self.dataset)), self.config.prompts_per_step)
+
+    def _sample_and_score(self, rows: list[dict]) -> tuple[Rollout, torch.Tensor, torch.Tensor, float]:
+        """Sample G completions for each row's prompt and score them: ``(rollout, [F, B], [B], seconds)``."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        ro = sample_groups(
+            self._rollout_model(),
+            self.tokenizer,
+            [r["prompt"] for r in rows],
+            num_generations=cfg.num_generations,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            sampler=cfg.sampler,
+            return_logprobs=cfg.vllm_importance_sampling_correction or cfg.rollout_dtype is not None,
+        )
+        t_gen = time.perf_counter() - t0
+        rep_rows = [r for r in rows for _ in range(cfg.num_generations)]
+        per_func = self.compute_rewards(ro.prompts, ro.completions, rep_rows)  # [F, B]
+        rewards = torch.nansum(per_func * self.reward_weights[:, None], dim=0)  # [B]
+        return ro, per_func, rewards, t_gen
+
+    def _sample_informative_batch(self, rows: list[dict]):
+        """Sample and score the step's batch; with ``filter_groups``, DAPO's dynamic sampling.
+
+        Without ``filter_groups``: one round on ``rows``, as plain GRPO. With it (DAPO,
+        arXiv 2503.14476, §3.2, eq. 11: ``0 < |{o_i correct}| < G``, here: the group's
+        rewards are not all equal): round 0 samples ``rows``; every group whose G rewards
+        are all equal (std 0, advantage 0, no gradient) is dropped, and rounds 1, 2, ...
+        sample fresh prompts (``_refill_indices``) until ``prompts_per_step`` informative
+        groups are kept or ``max_num_gen_batches`` rounds are used up; the surplus of the
+        last round is dropped, first groups first kept. If no round found one informative
+        group, round 0's batch is used as is (its advantages are all 0). Returns ``(rollout, per_func [F, B],
+        rewards [B], generation seconds, metrics lists)``.
+        """
+        cfg = self.config
+        G = cfg.num_generations
+        extra: dict[str, list[float]] = {}
+        ro, per_func, rewards, t_gen = self._sample_and_score(rows)
+        if not cfg.filter_groups:
+            return ro, per_func, rewards, t_gen, extra
+        want = cfg.prompts_per_step
+        first = (ro, per_func, rewards)
+        kept: list[tuple[Rollout, torch.Tensor, torch.Tensor]] = []
+        n_kept, rounds, sampled, all_rewards = 0, 0, 0, []
+        while True:
+            rounds += 1
+            sampled += ro.num_prompts
+            all_rewards.append(rewards)
+            live = (rewards.view(-1, G) != rewards.view(-1, G)[:, :1]).any(dim=1).nonzero().squeeze(1)
+            live = live[: want - n_kept]
+            if live.numel():
+                rows_idx = (live[:, None] * G + torch.arange(G)).flatten()
+                kept.append((ro.select_groups(live), per_func[:, rows_idx], rewards[rows_idx]))
+                n_kept += live.numel()
+            if n_kept >= want or rounds >= cfg.max_num_gen_batches:
+                break
+            more = [self.dataset[i] for i in self._refill_indices(self.global_step, rounds)]
+            ro, per_func, rewards, t = self._sample_and_score(more)
+            t_gen += t
+        extra["sampling/num_gen_batches"] = [float(rounds)]
+        extra["sampling/num_prompts_sampled"] = [float(sampled)]
+        extra["sampling/informative_groups"] = [float(n_kept)]
+        extra["sampling/filter_groups_exhausted"] = [float(n_kept < want)]
+        extra["sampling/reward_all_sampled"] = [torch.cat(all_rewards).mean().item()]
+        if not kept:  # nothing informative in any round: train on round 0 as plain GRPO would
+            return (*first, t_gen, extra)
+        return (
+            _concat_rollouts([k[0] for k in kept], self.tokenizer.pad_token_id),
+            torch.cat([k[1] for k in kept], dim=1),
+            torch.cat([k[2] for k in kept]),
+            t_gen,
+            extra,
+        )
+
+    def _sampler_correction(self, ro: Rollout, s: slice, logp: torch.Tensor, old_logp: torch.Tensor | None,
+                            extra: dict[str, list[float]]) -> torch.Tensor | None:
+        """Truncated importance weights for micro-batch ``s`` (``vllm_importance_sampling_correction``),
+        or None; logs the sampler/learner mismatch under TRL's names whenever the sampler's
+        log-probs were kept."""
+        cfg = self.config
+        if ro.sampler_logprobs is None:
+            return None
+        learner = (logp if old_logp is None else old_logp[s]).detach()
+        sampler = ro.sampler_logprobs[s].to(learner.device)
+        m = ro.completion_mask[s].bool()
+        diff = (learner - sampler)[m].abs()
+        if diff.numel():
+            extra.setdefault("sampling/sampling_logp_difference/mean", []).append(diff.mean().item())
+            extra.setdefault("sampling/sampling_logp_difference/max", []).append(diff.max().item())
+        if not cfg.vllm_importance_sampling_correction:
+            return None
+        w = sampler_importance_weights(
+            learner, sampler, ro.completion_mask[s], mode=cfg.vllm_importance_sampling_mode,
+            clip_max=cfg.vllm_importance_sampling_clip_max, clip_min=cfg.vllm_importance_sampling_clip_min,
+        )
+        if m.any():
+            extra.setdefault("sampling/importance_sampling_ratio/mean", []).append(w[m].mean().item())
+            extra.setdefault("sampling/importance_sampling_ratio/min", []).append(w[m].min().item())
+            extra.setdefault("sampling/importance_sampling_ratio/max", []).append(w[m].max().item())
+        return w
 
     # ------------------------------------------------------------------- train
     def train(self, resume_from_checkpoint: bool | str | Path | None = None) -> list[dict[str, float]]:
@@ -811,6 +925,47 @@ def _clip_and_norm(model, max_norm: float | None) -> float:
     else:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     return float(norm)
+
+
+def _mean_metrics(lists: dict[str, list[float]]) -> dict[str, float]:
+    """Average each metric's per-micro-batch values (max for ``*/max``, min for ``*/min``)."""
+    out = {}
+    for k, v in lists.items():
+        out[k] = max(v) if k.endswith("/max") else min(v) if k.endswith("/min") else sum(v) / len(v)
+    return out
+
+
+def _concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """One rollout of the groups of ``parts``, in order: prompts left-padded, completions
+    right-padded to the widest (padding is masked out; with rotary positions an all-row
+    shift of positions changes no attention score)."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(r.prompt_ids.shape[1] for r in parts)
+    T = max(r.completion_ids.shape[1] for r in parts)
+
+    def left(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (width - x.shape[1], 0), value=value)
+
+    def right(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+    has_lp = all(r.sampler_logprobs is not None for r in parts)
+    offsets = torch.cumsum(torch.tensor([0] + [r.num_prompts for r in parts[:-1]]), 0)
+    return Rollout(
+        prompts=[p for r in parts for p in r.prompts],
+        completions=[c for r in parts for c in r.completions],
+        prompt_ids=torch.cat([left(r.prompt_ids, P, pad_id) for r in parts]),
+        prompt_mask=torch.cat([left(r.prompt_mask, P, 0) for r in parts]),
+        completion_ids=torch.cat([right(r.completion_ids, T, pad_id) for r in parts]),
+        completion_mask=torch.cat([right(r.completion_mask, T, 0) for r in parts]),
+        truncated=torch.cat([r.truncated for r in parts]),
+        group_size=parts[0].group_size,
+        temperature=parts[0].temperature,
+        sampler_logprobs=torch.cat([right(r.sampler_logprobs, T, 0.0) for r in parts]) if has_lp else None,
+        prompt_index=torch.cat([torch.arange(r.num_prompts).repeat_interleave(r.group_size) + o
+                                for r, o in zip(parts, offsets.tolist())]),
+    )
 
 
 def _numpy_state():
