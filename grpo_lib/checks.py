@@ -937,12 +937,14 @@ def check_wilson_interval(fn: Callable[[int, int], tuple[float, float]]) -> None
 
 # =========================================================================== 07 LoRA
 def _tiny_peft_model():
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+
+    from grpo_lib.models import add_lora_adapter
 
     base = _tiny_lm(seed=2)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
                         init_lora_weights=False)  # random B: the adapter changes the outputs from the start
-    model = get_peft_model(base, config).eval()
+    model = add_lora_adapter(base, config).eval()
     # What gradient checkpointing with peft needs (enable_input_require_grads): then even the frozen
     # base model's forward pass builds a graph unless it runs under torch.no_grad().
     model.enable_input_require_grads()

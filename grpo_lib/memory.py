@@ -45,7 +45,6 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -335,15 +334,12 @@ class PPOSetup:
 
 
 def _lora(model: nn.Module, r: int, targets: list[str], extra_trainable: list[str] | None = None) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+
+    from grpo_lib.models import add_lora_adapter
 
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=targets, modules_to_save=extra_trainable)
-    with warnings.catch_warnings():
-        # peft (<= 0.21) reads `model.is_gradient_checkpointing` in PeftModel.__init__, an alias that
-        # transformers 5 deprecated in favour of `is_activation_checkpointing`: the warning is about
-        # peft's code, not ours, and only this one message is silenced, only during the wrap.
-        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return get_peft_model(model, cfg)
+    return add_lora_adapter(model, cfg)
 
 
 _LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

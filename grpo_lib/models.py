@@ -192,6 +192,23 @@ def reset_generation_config(model: Any, tokenizer: Any) -> None:
         gc.eos_token_id = tokenizer.eos_token_id
 
 
+
+def add_lora_adapter(model, config, **kwargs):
+    """``peft.get_peft_model(model, config, **kwargs)``, without peft's FutureWarning.
+
+    peft (<= 0.21) reads ``model.is_gradient_checkpointing`` in ``PeftModel.__init__``, an
+    alias that transformers 5 deprecated in favour of ``is_activation_checkpointing``: the
+    warning is about peft's code, not the caller's, so only that one message is silenced,
+    only during the wrap. Every LoRA wrap in grpo_lib goes through here.
+    """
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config, **kwargs)
+
 def load_policy(
     model_name_or_path: str | os.PathLike = DEFAULT_MODEL,
     lora: bool | Any | None = True,
@@ -252,7 +269,7 @@ def load_policy(
     model.config.use_cache = not use_gc  # training forward passes; generate() turns it on in eval mode
 
     if use_lora:
-        from peft import PeftModel, get_peft_model
+        from peft import PeftModel
 
         for p in model.parameters():  # the base is frozen; only the adapter trains
             p.requires_grad_(False)
@@ -261,7 +278,7 @@ def load_policy(
                                               autocast_adapter_dtype=True)
         else:
             cfg = lora if not isinstance(lora, bool) else lora_config(lora_r, lora_alpha, lora_dropout, target_modules)
-            model = get_peft_model(model, cfg, autocast_adapter_dtype=True)
+            model = add_lora_adapter(model, cfg, autocast_adapter_dtype=True)
         # Keep the adapter in fp32 whatever the base dtype (peft does it for fp16/bf16;
         # done here explicitly so that the guarantee does not hang on a default).
         for p in model.parameters():

@@ -280,7 +280,9 @@ class GRPOTrainer:
         cfg = self.config
         is_peft = hasattr(model, "peft_config")
         if cfg.use_lora and not is_peft:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig
+
+            from grpo_lib.models import add_lora_adapter
 
             lora = LoraConfig(
                 r=cfg.lora_r,
@@ -289,7 +291,7 @@ class GRPOTrainer:
                 target_modules=list(cfg.lora_target_modules),
                 task_type="CAUSAL_LM",
             )
-            model = get_peft_model(model, lora)
+            model = add_lora_adapter(model, lora)
         elif not cfg.use_lora and not is_peft:
             for p in model.parameters():
                 p.requires_grad_(True)

@@ -194,3 +194,24 @@ def test_lora_wrap_emits_no_future_warning(tiny_random_lm):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_grpo_setup(tiny_random_lm, beta=0.0, use_lora=True, lora_r=4)
+
+
+def test_every_lora_wrap_in_the_library_emits_no_future_warning(tiny_random_lm):
+    """The trainer, load_policy and the exercise checks wrap through grpo_lib.models.add_lora_adapter
+    too: none of them shows peft's `is_gradient_checkpointing` FutureWarning to a learner."""
+    import copy
+    import warnings
+
+    from grpo_lib.config import GRPOConfig
+    from grpo_lib.models import add_lora_adapter, lora_config
+    from grpo_lib.trainer import GRPOTrainer
+
+    class Tok:  # the trainer only needs a pad token at construction
+        pad_token_id, eos_token_id = 0, 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        add_lora_adapter(copy.deepcopy(tiny_random_lm), lora_config(4, 8.0, 0.0, ["q_proj", "v_proj"]))
+        GRPOTrainer(copy.deepcopy(tiny_random_lm), Tok(), lambda prompts, completions, **kw: [0.0] * len(prompts),
+                    ["a", "b"], GRPOConfig(num_generations=2, per_device_train_batch_size=2, use_lora=True,
+                                           lora_r=4, lora_target_modules=["q_proj", "v_proj"], progress_bar=False))
