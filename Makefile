@@ -8,7 +8,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 # Extra flags for `make lab` / `make train`, e.g. ARGS="--allow-root --no-browser --ip=0.0.0.0" in a container.
 ARGS ?=
 
-.PHONY: help setup train test test-fast lab strip clean
+.PHONY: help setup train test test-fast lab strip execute nbval clean
 
 help:
 	@echo "make train      set up, then train the tiny model with GRPO on the CPU (the main job)"
@@ -16,7 +16,9 @@ help:
 	@echo "make test-fast  the unit tests only, no notebooks"
 	@echo "make lab        set up, then JupyterLab on the repository root, opening notebook 00"
 	@echo "                (flags: make lab ARGS=\"--allow-root --no-browser --ip=0.0.0.0\")"
-	@echo "make strip      strip outputs from every notebook before committing"
+	@echo "make strip      strip outputs from exercises/ and solutions/ (lessons keep theirs: make execute)"
+	@echo "make execute    execute the lessons in notebooks/ and store their outputs (smoke profile)"
+	@echo "make nbval      check the lessons' stored outputs against a fresh execution"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +46,12 @@ lab: setup
 
 strip: setup
 	$(BIN)/python scripts/strip_notebooks.py
+
+execute: setup
+	$(TEST_ENV) OMP_NUM_THREADS=1 $(BIN)/python scripts/execute_notebooks.py
+
+nbval: setup
+	$(TEST_ENV) $(BIN)/python -m pytest tests/test_nbval_outputs.py -m notebook
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
