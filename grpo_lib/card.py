@@ -385,6 +385,7 @@ def build_run_card(
             "sampler": cfg.sampler,
         },
         "objective": {
+            "advantage_estimator": cfg.advantage_estimator,
             "advantage_scaling": cfg.scale_rewards,
             "epsilon": cfg.epsilon,
             "epsilon_high": cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
@@ -487,6 +488,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     add(f"| group size G, prompts per step | {s['num_generations']}, {s['prompts_per_step']} ({s['completions_per_step']} completions) |")
     add(f"| temperature, top-p, top-k | {s['temperature']:g}, {s['top_p']:g}, {s['top_k']} |")
     add(f"| completion cap | {s['max_new_tokens']} tokens ({s['sampler']} sampler) |")
+    add(f"| advantage estimator | {o['advantage_estimator']} |")
     add(f"| advantage scaling | {o['advantage_scaling']} |")
     add(f"| clip ε, ε_high | {o['epsilon']:g}, {o['epsilon_high']:g} |")
     add(f"| β, KL estimator | {o['beta']:g}, {o['kl_estimator'] or 'none (β = 0)'} |")

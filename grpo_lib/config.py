@@ -59,6 +59,10 @@ class GRPOConfig:
         num_iterations: μ, policy updates per rollout; with μ = 1 the ratio is exactly 1.
         loss_type: ``"grpo"`` | ``"dapo"`` | ``"dr_grpo"`` (see ``grpo_lib.losses``).
         scale_rewards: ``"group"`` | ``"batch"`` | ``"none"`` (see ``grpo_lib.advantages``).
+        advantage_estimator: ``"grpo"`` (the group's baseline, ``scale_rewards``),
+            ``"reinforce++"`` (REINFORCE++, Hu 2025, arXiv 2501.03262: the batch's mean and std)
+            or ``"reinforce++-baseline"`` (the group's mean, then the batch's mean and std);
+            OpenRLHF's option name. See ``grpo_lib.advantages.compute_advantages``.
         importance_sampling_level: ``"token"`` | ``"sequence"`` (GSPO).
         mask_truncated_completions: drop completions without EOS from the loss (DAPO).
         kl_kind: the KL estimator used when ``beta > 0`` (``"k3"`` as in the paper).
@@ -127,6 +131,7 @@ class GRPOConfig:
     num_iterations: int = 1
     loss_type: str = "dapo"
     scale_rewards: str = "group"
+    advantage_estimator: str = "grpo"
     importance_sampling_level: str = "token"
     mask_truncated_completions: bool = False
     kl_kind: str = "k3"
@@ -261,6 +266,10 @@ class GRPOConfig:
             self.scale_rewards = "none"
         if self.scale_rewards not in SCALE_REWARDS:
             bad("scale_rewards", f"use one of {SCALE_REWARDS} (True means 'group', False means 'none')")
+        from grpo_lib.advantages import ADVANTAGE_ESTIMATORS
+
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            bad("advantage_estimator", f"use one of {ADVANTAGE_ESTIMATORS} ('grpo' is DeepSeekMath's group baseline)")
         if self.importance_sampling_level not in IMPORTANCE_LEVELS:
             bad("importance_sampling_level", f"use one of {IMPORTANCE_LEVELS} ('sequence' is GSPO)")
         if not isinstance(self.mask_truncated_completions, bool):

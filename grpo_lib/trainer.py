@@ -10,7 +10,7 @@ One training step (DeepSeekMath, arXiv 2402.03300, Algorithm 1, inner loop):
 3. score every completion with each reward function ``f(prompts, completions, **columns)``
    (TRL's signature; dataset columns such as ``answer`` are passed through) and sum them
    with ``reward_weights``;
-4. advantages relative to the group (``group_advantages``); with ``beta = 0`` a group whose
+4. advantages relative to the group (``group_advantages``; ``advantage_estimator`` switches to REINFORCE++); with ``beta = 0`` a group whose
    advantages are all 0 adds exactly nothing to the loss, so it is left out of the
    forward and backward (``skip_zero_advantage_groups``; the loss keeps the full batch's
    normaliser, so the gradient is the same);
@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from grpo_lib.advantages import group_advantages, zero_std_fraction
+from grpo_lib.advantages import compute_advantages, zero_std_fraction
 from grpo_lib.config import GRPOConfig
 from grpo_lib.device import pick_device
 from grpo_lib.logprobs import per_token_logprobs
@@ -377,7 +377,7 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         rows = [self.dataset[i] for i in self.batch_indices(self.global_step)]
         ro, per_func, rewards, t_gen, extra_metrics = self._sample_informative_batch(rows)
-        advantages = group_advantages(rewards, G, scale=cfg.scale_rewards).to(self.device)
+        advantages = compute_advantages(rewards, G, cfg.advantage_estimator, scale=cfg.scale_rewards).to(self.device)
 
         mask = ro.completion_mask.float()
         if cfg.mask_truncated_completions:

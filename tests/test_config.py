@@ -42,6 +42,7 @@ BAD = [
     ({"loss_type": "ppo"}, "loss_type"),
     ({"loss_type": "bnpo"}, "loss_type"),
     ({"scale_rewards": "std"}, "scale_rewards"),
+    ({"advantage_estimator": "rloo"}, "advantage_estimator"),
     ({"importance_sampling_level": "seq"}, "importance_sampling_level"),
     ({"mask_truncated_completions": "yes"}, "mask_truncated_completions"),
     ({"kl_kind": "k4"}, "kl_kind"),

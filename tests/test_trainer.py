@@ -314,3 +314,24 @@ def test_a_step_where_every_group_agrees_still_steps_the_optimizer(tok):
         assert all(m["clip_ratio/region_mean"] == 0.0 for m in hist)  # the metric keys are always there
         finals.append([p.detach().clone() for p in t.model.parameters()])
     assert max((a - b).abs().max().item() for a, b in zip(*finals)) == 0.0
+
+
+def _reward_by_prompt(prompts, completions, **kw):
+    """1 for every completion of the first prompt of the batch, 0 for the others: every
+    group agrees internally, so the group baseline sees no signal while the batch's does."""
+    return [1.0 if p == prompts[0] else 0.0 for p in prompts]
+
+
+@pytest.mark.parametrize("estimator, learns", [("grpo", False), ("reinforce++", True)])
+def test_advantage_estimator_reinforce_pp_uses_the_batch_baseline(tok, estimator, learns):
+    """GRPO's group baseline gives these groups advantage 0 (no update at all), REINFORCE++'s
+    batch baseline does not (Hu 2025, arXiv 2501.03262): the weights move only under it."""
+    model = load_tiny_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = small_config(max_steps=1, advantage_estimator=estimator, per_device_train_batch_size=8,
+                       num_generations=4)
+    trainer = GRPOTrainer(model, tok, _reward_by_prompt, rows(16), cfg)
+    trainer.train()
+    assert trainer.log_history[0]["frac_reward_zero_std"] == 1.0
+    moved = max((p.detach() - before[n]).abs().max().item() for n, p in trainer.model.named_parameters())
+    assert (moved > 0) == learns, (estimator, moved)
