@@ -80,6 +80,13 @@ class GRPOConfig:
     Bookkeeping
         seed, output_dir (None = write nothing), logging_steps, save_steps (0 = never),
         progress_bar.
+    Before and during the run
+        preflight: at the start of a fresh ``train()``, run ``grpo_lib.preflight`` (two
+            measured steps, undone afterwards; a table of checks; a hard stop only when the
+            run cannot learn). doctor: watch the metrics while training and warn once per
+            known failure (``grpo_lib.doctor``; a NaN loss stops the run).
+        time_budget: the wall time the run may take (seconds, or ``"60m"``, ``"1h30m"``);
+            the pre-flight forecast is compared with it. None = no budget.
     """
 
     # sampling
@@ -131,6 +138,10 @@ class GRPOConfig:
     logging_steps: int = 1
     save_steps: int = 0
     progress_bar: bool = True
+    # before and during the run (grpo_lib.preflight, grpo_lib.doctor)
+    preflight: bool = True
+    time_budget: str | float | None = None
+    doctor: bool = True
 
     # ------------------------------------------------------------------ derived
     @property
@@ -325,6 +336,18 @@ class GRPOConfig:
             bad("save_steps", "use an int >= 0 (0 = never save a checkpoint)")
         elif self.save_steps > 0 and self.output_dir is None:
             bad("save_steps", "checkpoints need a place: set output_dir, or save_steps=0")
+
+        # before and during the run
+        for name in ("preflight", "doctor"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "use True or False")
+        if self.time_budget is not None:
+            from grpo_lib.preflight import parse_duration
+
+            try:
+                parse_duration(self.time_budget)
+            except (TypeError, ValueError):
+                bad("time_budget", "use None, seconds (a number > 0) or a duration such as '60m', '1h30m', '90s'")
 
         if errors:
             raise ValueError("invalid GRPOConfig:\n  - " + "\n  - ".join(errors))

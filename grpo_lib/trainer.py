@@ -194,6 +194,10 @@ class GRPOTrainer:
             self.optimizer, lambda s: _lr_factor(s, warm, total, cfg.lr_scheduler_type)
         )
         self.callbacks = list(callbacks or [])
+        if cfg.doctor:  # grpo_lib.doctor: warns once per known failure while training
+            from grpo_lib.doctor import RunDoctor
+
+            self.callbacks.append(RunDoctor())
         self.global_step = 0
         self.log_history: list[dict[str, float]] = []
         self.last_rollout: Rollout | None = None
@@ -351,7 +355,7 @@ class GRPOTrainer:
 
         self.model.train()
         upd_tokens = upd_mask.sum().clamp(min=1.0)
-        losses, grad_norms, entropies = [], [], []
+        losses, grad_norms, entropies, lrs = [], [], [], []
         loss_metrics: dict[str, list[float]] = {}
         for _ in range(cfg.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
@@ -386,11 +390,23 @@ class GRPOTrainer:
                 for k, v in m.items():
                     loss_metrics.setdefault(k, []).append(v)
                 entropies.append(((ent * upd_mask[s]).sum() / upd_tokens).item())
-            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
-            gn = _clip_and_norm(self.model, cfg.max_grad_norm)
-            self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
-            self.scaler.update()
-            self.scheduler.step()
+            lrs.append(self.scheduler.get_last_lr()[0])  # the rate this update uses
+            if upd.batch_size == 0 or not self.scaler.is_enabled():
+                # Nothing was scaled (no forward ran, or no fp16): the scaler has no scale to
+                # unscale with (GradScaler asserts), and an all-zero gradient cannot overflow.
+                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
+                self.optimizer.step()
+                stepped = True
+            else:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
+                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
+                scale_before = self.scaler.get_scale()
+                self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
+                self.scaler.update()
+                # update() lowers the scale exactly when it skipped the step (inf/NaN gradient)
+                stepped = self.scaler.get_scale() >= scale_before
+            if stepped:  # a skipped update leaves the schedule where it was (as HF Trainer and TRL)
+                self.scheduler.step()
             losses.append(step_loss)
             grad_norms.append(gn)
         t_step = time.perf_counter() - t0
@@ -420,7 +436,7 @@ class GRPOTrainer:
                 "entropy": sum(entropies) / cfg.num_iterations if entropies else float("nan"),
                 "loss": sum(losses) / len(losses),
                 "grad_norm": grad_norms[-1],
-                "learning_rate": self.scheduler.get_last_lr()[0],
+                "learning_rate": lrs[-1],  # the rate the (last) update of this step used
                 "epoch": (self.global_step + 1) * cfg.prompts_per_step / len(self.dataset),
                 **({"grad_scale": self.scaler.get_scale()} if self.scaler.is_enabled() else {}),
                 "step_time": t_step,
@@ -429,6 +445,7 @@ class GRPOTrainer:
             }
         )
         self.last_rollout, self.last_rewards = ro, rewards
+        self.last_reward_parts = per_func  # [n_funcs, B], read by grpo_lib.preflight
         return metrics
 
     # ------------------------------------------------------------------- train
@@ -443,6 +460,10 @@ class GRPOTrainer:
             path = self._find_checkpoint(resume_from_checkpoint)
             if path is not None:
                 self.load_checkpoint(path)
+        if cfg.preflight and self.global_step == 0:  # grpo_lib.preflight: checks and forecast, steps undone
+            from grpo_lib.preflight import preflight
+
+            self.preflight_report = preflight(self)
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
         metrics_file = None
         if out_dir is not None:
@@ -527,6 +548,7 @@ class GRPOTrainer:
                 "scaler": self.scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "mps_rng": torch.mps.get_rng_state() if _mps_available() else None,
                 "python_rng": random.getstate(),
                 "numpy_rng": _numpy_state(),
             },
@@ -567,6 +589,8 @@ class GRPOTrainer:
         torch.set_rng_state(st["torch_rng"])
         if st["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["cuda_rng"])
+        if st.get("mps_rng") is not None and _mps_available():  # Apple silicon samples with its own generator
+            torch.mps.set_rng_state(st["mps_rng"])
         random.setstate(st["python_rng"])
         _set_numpy_state(st["numpy_rng"])
         state = json.loads((path / "trainer_state.json").read_text())
@@ -604,6 +628,12 @@ def _clip_and_norm(model, max_norm: float | None) -> float:
     else:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     return float(norm)
+
+
+def _mps_available() -> bool:
+    """True where torch's MPS backend (Apple silicon) is usable; its RNG is separate from the CPU's."""
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def _numpy_state():
