@@ -41,6 +41,11 @@ _LAZY = {
     "lora_config": "models",
     "get_preset": "presets",
     "register_preset": "presets",
+    "preflight": "preflight",
+    "PreflightReport": "preflight",
+    "PreflightError": "preflight",
+    "RunDoctor": "doctor",
+    "diagnose_run": "doctor",
 }
 
 
@@ -66,6 +71,7 @@ __all__ = [
     "build_tiny_tokenizer",
     "completion_mask",
     "correctness_reward",
+    "diagnose_run",
     "entropy_from_logits",
     "EvalRecord",
     "EvalResult",
@@ -100,9 +106,13 @@ __all__ = [
     "pick_dtype",
     "plan_precision",
     "policy_loss",
+    "preflight",
+    "PreflightError",
+    "PreflightReport",
     "Problem",
     "register_preset",
     "Rollout",
+    "RunDoctor",
     "sample_groups",
     "seed_everything",
     "selective_log_softmax",

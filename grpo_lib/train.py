@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
+    ap.add_argument("--time-budget", help="wall time the run may take, e.g. 60m or 1h30m: the pre-flight forecast is checked against it")
+    ap.add_argument("--no-preflight", action="store_true", help="skip the pre-flight checks (grpo_lib.preflight)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any GRPOConfig field")
     return ap
 
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides[k.strip()] = _parse_value(v.strip())
         if args.no_progress:
             overrides["progress_bar"] = False
+        if args.time_budget is not None:
+            overrides["time_budget"] = args.time_budget
+        if args.no_preflight:
+            overrides["preflight"] = False
         preset = preset.with_config(**overrides)
         if args.eval_steps is not None:
             preset.eval_steps = args.eval_steps

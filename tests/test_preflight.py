@@ -180,3 +180,14 @@ def test_zero_std_advice_uses_the_pass_rate():
     text = _zero_std_fix(rewards, 4, 0.5)
     assert f"{0.25**4 + 0.75**4:.0%} at G=4" in text and f"{0.25**8 + 0.75**8:.0%} at G=8" in text
     assert "too hard" in text and "SFT" in text
+
+
+def test_cli_flags_reach_the_config(tmp_path, capsys):
+    """--time-budget is validated with the config, before any work; --no-preflight turns it off."""
+    from grpo_lib.train import build_parser, main
+
+    out = tmp_path / "run"
+    assert main(["--preset", "tiny", "--output-dir", str(out), "--time-budget", "soon"]) == 2
+    assert "time_budget='soon'" in capsys.readouterr().err and not out.exists()
+    args = build_parser().parse_args(["--no-preflight", "--time-budget", "1h30m"])
+    assert args.no_preflight and parse_duration(args.time_budget) == 5400
