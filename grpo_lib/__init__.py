@@ -18,6 +18,7 @@ from .logprobs import completion_mask, entropy_from_logits, per_token_logprobs, 
 from .losses import LOSS_TYPE_TO_AGGREGATION, aggregate_loss, grpo_loss, policy_loss
 from .rewards import correctness_reward, format_reward, lenient_correctness_reward
 from .utils import masked_mean, masked_sum, seed_everything
+from . import preflight  # noqa: E402 - a callable module: grpo_lib.preflight(model, tokenizer, rows, reward_funcs, config)
 
 __version__ = "0.1.0"
 
@@ -41,7 +42,6 @@ _LAZY = {
     "lora_config": "models",
     "get_preset": "presets",
     "register_preset": "presets",
-    "preflight": "preflight",
     "PreflightReport": "preflight",
     "PreflightError": "preflight",
     "RunDoctor": "doctor",

@@ -26,7 +26,7 @@ grad_zero     ``grad_norm`` 0 for 3 steps although groups disagree: nothing reac
 grad_nan      ``grad_norm`` NaN/inf (3 steps in a row when a loss scaler is on: it skips
               single overflowed steps by design)
 loss_nan      the loss is NaN or inf: the run stops (live)
-slowdown      the median step time of the last 5 steps over 2.5x that of steps 2-6
+slowdown      the median step time of the last 10 steps over 2.5x that of steps 2-11
 ============  ==========================================================================
 
 "loss is 0" is *not* a failure: with μ = 1 the GRPO loss's value is the advantage-weighted
@@ -62,7 +62,7 @@ KL_MAX = 1.0
 GRAD_ZERO_STEPS = 3
 GRAD_NAN_STEPS_SCALED = 3
 SLOWDOWN_FACTOR = 2.5
-SLOWDOWN_STEPS = 5
+SLOWDOWN_STEPS = 10
 
 
 class DoctorWarning(UserWarning):

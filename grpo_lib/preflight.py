@@ -37,7 +37,9 @@ import math
 import random
 import re
 import statistics
+import sys
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -290,7 +292,11 @@ def _chat_checks(tokenizer, prompts: list[str], eos_ids: list[int]) -> list[Pref
 
 def _zero_std_fix(rewards: list[float], G: int, frac: float) -> str:
     distinct = sorted(set(rewards))
-    lo, hi = distinct[0], distinct[-1]
+    hi = distinct[-1]
+    if distinct == [0.0]:
+        return ("the reward never fires: print a few completions next to what it expects (the answer format), "
+                "reward partial format, add a worked example to the prompt, or warm up with SFT on the format; "
+                "a larger G or temperature helps only if successes are rare, not absent")
     if len(distinct) == 2:  # a pass/fail reward: with success rate q, P(zero std) = q^G + (1-q)^G
         q = sum(r == hi for r in rewards) / len(rewards)
         pred = {g: q**g + (1 - q) ** g for g in (G, 2 * G)}
@@ -409,7 +415,6 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
     elif dev.type == "cpu":
         try:
             import resource
-            import sys
 
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             peak = rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
@@ -526,3 +531,14 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
     if report.stopped and raise_on_stop:
         raise PreflightError(report)
     return report
+
+
+class _CallableModule(types.ModuleType):
+    """``grpo_lib.preflight(...)`` calls :func:`preflight`: the package attribute of that name is
+    this module (Python binds a submodule to its package on import), so the module is callable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PreflightReport:
+        return preflight(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

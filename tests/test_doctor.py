@@ -149,11 +149,11 @@ def test_steps_slowing_down_fire_slowdown(tok):
 
     def slows_down(prompts, completions, **kw):
         calls["n"] += 1
-        if calls["n"] > 6:
-            time.sleep(2.0)  # the machine got slower: every step from step 7 on
+        if calls["n"] > 11:
+            time.sleep(1.5)  # the machine got slower: every step from step 12 on
         return crc_reward(prompts, completions)
 
-    found, _ = run(tok, slows_down, cfg(max_steps=11, max_new_tokens=12))
+    found, _ = run(tok, slows_down, cfg(max_steps=21, max_new_tokens=12))
     assert "slowdown" in found and "not the completions' length" in found["slowdown"].cause
 
 
@@ -176,7 +176,7 @@ def test_healthy_tiny_preset_is_silent(tok):
 
 
 # ------------------------------------------------------------- the rules, by hand
-def healthy(n=20):
+def healthy(n=30):
     return [{"step": i + 1, "reward": 0.3 + 0.02 * i, "frac_reward_zero_std": 0.2, "completions/clipped_ratio": 0.0,
              "entropy": 0.3, "loss": 0.0, "grad_norm": 0.5, "step_time": 1.0, "completions/mean_length": 10.0}
             for i in range(n)]
@@ -201,9 +201,9 @@ def test_each_rule_fires_on_its_symptom_from_step_11_only(rule, change, config):
     assert diagnose(healthy(), config) == []
     found = diagnose(hist, config)
     assert [f.rule for f in found] == [rule]
-    # no_signal: 5 flat steps; slowdown: the median of the last 5 (3 slow ones); clipped: mean of
-    # (0, 0.5, 0.5) = 0.33 >= 0.3; grad_zero: 3 steps; entropy: mean of the last 3
-    first = {"no_signal": 15, "slowdown": 13, "clipped": 12, "grad_zero": 13, "entropy": 13}.get(rule, 11)
+    # no_signal: 5 flat steps; slowdown: the median of the last 10 (6 slow ones) against steps
+    # 2-11; clipped: mean of (0, 0.5, 0.5) = 0.33 >= 0.3; grad_zero: 3 steps; entropy: mean of the last 3
+    first = {"no_signal": 15, "slowdown": 21, "clipped": 12, "grad_zero": 13, "entropy": 13}.get(rule, 11)
     assert found[0].step == first
 
 
