@@ -119,7 +119,8 @@ def rule_no_signal(history: Sequence[Metrics], config: Metrics) -> Finding | Non
     if max(r) - min(r) > 0.05 * max(1.0, abs(statistics.fmean(r))):
         return None
     level = statistics.fmean(r)
-    hard = "every completion fails (the format check may never match: print a few completions next to the reward)"
+    hard = ("if that is a failing score, every completion fails (the format check may never match: print a few "
+            "completions next to the reward)")
     return Finding(
         "no_signal", _step(history),
         f"frac_reward_zero_std >= {min(z):.2f} and reward flat at {level:.3g} for {NO_SIGNAL_STEPS} steps",

@@ -67,6 +67,10 @@ BAD = [
     ({"save_steps": -1}, "save_steps"),
     ({"save_steps": 10, "output_dir": None}, "save_steps"),
     ({"progress_bar": None}, "progress_bar"),
+    ({"preflight": "yes"}, "preflight"),
+    ({"doctor": 1}, "doctor"),
+    ({"time_budget": "soon"}, "time_budget"),
+    ({"time_budget": 0}, "time_budget"),
 ]
 
 
