@@ -25,7 +25,8 @@ run as without the check (``tests/test_preflight.py`` checks it). Their cost is
 ``measure_steps`` steps (1% of a 200-step run).
 
 A hard stop (:class:`PreflightError`, nothing trained) only where the run cannot teach
-anything: every sampled completion truncated, or every sampled reward identical.
+anything: every sampled completion truncated, or every sampled reward identical, seen in at
+least ``MIN_GROUPS_TO_STOP`` (8) groups (fewer, as in a smoke run, give a warning).
 Everything else is a warning. ``GRPOTrainer.train()`` calls it on a fresh run unless
 ``config.preflight=False`` (``python -m grpo_lib.train --no-preflight``).
 """
@@ -54,6 +55,8 @@ CLIPPED_WARN = 0.10
 ZERO_STD_WARN = 0.5
 #: CUDA memory headroom (share of the card) under which the pre-flight warns.
 HEADROOM_WARN = 0.10
+#: A hard stop needs this many sampled groups; with fewer (a smoke run) it is a warning.
+MIN_GROUPS_TO_STOP = 8
 
 
 def parse_duration(value: str | float | int) -> float:
@@ -430,11 +433,13 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
     n = len(lengths)
     cap = cfg.max_new_tokens
 
+    groups = n // G
+    stop = "stop" if groups >= MIN_GROUPS_TO_STOP else "warn"  # too few groups sampled to be sure
     # 1. completions: EOS against the cap
     clipped = sum(truncated) / n
     if clipped == 1.0:
         checks.append(PreflightCheck(
-            "completions end", "stop", f"all {n} sampled completions hit the cap of {cap} tokens; none ended with EOS",
+            "completions end", stop, f"all {n} sampled completions hit the cap of {cap} tokens; none ended with EOS",
             f"raise max_new_tokens (now {cap}); check the EOS set and, for an instruct model, the chat template"))
     elif clipped > CLIPPED_WARN:
         checks.append(PreflightCheck(
@@ -481,11 +486,10 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
                                          "a constant reward carries no signal: check that it reads the completion"))
         else:
             checks.append(PreflightCheck(f"reward {name}", "ok", desc))
-    groups = n // G
     zero_std = sum(1 for i in range(groups) if len(set(totals[i * G:(i + 1) * G])) == 1) / groups
     if len(set(totals)) == 1:
         checks.append(PreflightCheck(
-            "signal", "stop", f"every sampled reward is {totals[0]:g}: all {groups} groups have zero std, "
+            "signal", stop, f"every sampled reward is {totals[0]:g}: all {groups} groups have zero std, "
             "so every advantage and the whole gradient are 0", _zero_std_fix(totals, G, 1.0)))
     elif zero_std > ZERO_STD_WARN:
         checks.append(PreflightCheck(

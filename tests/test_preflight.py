@@ -98,6 +98,10 @@ def test_every_reward_identical_is_a_hard_stop(tok, value):
     # the same settings, run on purpose: a report, no error
     rep = preflight(load_tiny_model(), tok, rows(), constant, cfg(), verbose=False, raise_on_stop=False)
     assert rep.stopped and rep.frac_reward_zero_std == 1.0
+    # 4 groups (a smoke run) are too few to stop a run: a warning
+    small = preflight(load_tiny_model(), tok, rows(), constant, cfg(per_device_train_batch_size=8), verbose=False)
+    assert small.groups == 4 and not small.stopped
+    assert {c.name: c.verdict for c in small.checks}["signal"] == "warn"
 
 
 def test_verdicts_follow_what_was_sampled(tok):
