@@ -304,9 +304,10 @@ def _zero_std_fix(rewards: list[float], G: int, frac: float) -> str:
         q = sum(r == hi for r in rewards) / len(rewards)
         pred = {g: q**g + (1 - q) ** g for g in (G, 2 * G)}
         what = "too hard" if q < 0.5 else "too easy"
-        return (f"pass rate q = {q:.2f} ({what}); expected zero-std share q^G + (1-q)^G = {pred[G]:.0%} at G={G}, "
-                f"{pred[2 * G]:.0%} at G={2 * G}. Raise num_generations or temperature, train on an "
-                f"{'easier' if q < 0.5 else 'harder'} subset" + (", or warm up with SFT on the format" if q < 0.5 else ""))
+        return (f"share of completions at the top reward q = {q:.2f} ({what}); expected zero-std share "
+                f"q^G + (1-q)^G = {pred[G]:.0%} at G={G}, {pred[2 * G]:.0%} at G={2 * G}. Raise num_generations or "
+                f"temperature, train on {'an easier' if q < 0.5 else 'a harder'} subset"
+                + (", or warm up with SFT on the format" if q < 0.5 else ""))
     return ("raise num_generations or temperature, use a subset of middling difficulty, "
             "or a finer reward (partial credit) so completions in a group differ")
 
