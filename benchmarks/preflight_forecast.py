@@ -11,7 +11,8 @@ steps, undone), then runs every step. Reported:
 * ``forecast_s``: the pre-flight's forecast of the training after it (steps x step time
   + evaluations x one timed evaluation);
 * ``measured_after_preflight_s``: ``train()``'s wall time minus the pre-flight's own;
-* ``ratio = forecast / measured`` (the goal: within 0.75 .. 1.25);
+* ``ratio = forecast / measured`` (the goal: within 0.75 .. 1.25), and whether the measured
+  time lies between the floor (``forecast_low_s``: every group skipped) and the forecast;
 * the doctor's findings (a healthy preset must have none).
 
 The before/after evaluations of the full held-out set that the command line adds are
@@ -80,22 +81,29 @@ def main(argv: list[str] | None = None) -> int:
                       "eval_seconds": rep.eval_seconds, "num_evaluations": rep.num_evaluations,
                       "preflight_seconds": rep.preflight_seconds, "table": rep.table()},
         "forecast_s": rep.forecast_seconds,
+        "forecast_low_s": rep.forecast_low_seconds,
         "train_wall_s": wall,
         "measured_after_preflight_s": measured,
         "ratio": rep.forecast_seconds / measured,
+        "measured_within_forecast_band": rep.forecast_low_seconds <= measured <= rep.forecast_seconds,
         "ratio_including_preflight": (rep.forecast_seconds + rep.preflight_seconds) / wall,
         "mean_step_time_s": sum(step_times) / len(step_times),
         # the same two batches as the pre-flight's, run again as the run's first steps: equal times
         # mean the pre-flight measured the start of the run well, and any gap is later steps or load
         "run_first_two_step_times_s": step_times[:2],
-        "step_time_deciles_s": [sorted(step_times)[int(q * (len(step_times) - 1))] for q in (0.1, 0.5, 0.9)],
+        "step_time_p10_p50_p90_s": [sorted(step_times)[int(q * (len(step_times) - 1))] for q in (0.1, 0.5, 0.9)],
+        # per step, to tell a trend (the run changing) from noise (the machine's load)
+        "step_times_s": [round(t, 3) for t in step_times],
+        "generation_times_s": [round(m["generation_time"], 3) for m in history],
+        "frac_reward_zero_std": [m["frac_reward_zero_std"] for m in history],
+        "completion_mean_length": [m["completions/mean_length"] for m in history],
         "steps_run": len(history),
         "doctor_findings": [f.message() for f in doctor.findings],
         "doctor_warnings": [str(w.message) for w in caught if issubclass(w.category, DoctorWarning)],
     }
     write_json(args.out, result)
     print(rep.table())
-    print(f"forecast {rep.forecast_seconds:.1f} s, measured {measured:.1f} s after the pre-flight "
+    print(f"forecast {rep.forecast_seconds:.1f} s (floor {rep.forecast_low_seconds:.1f} s), measured {measured:.1f} s after the pre-flight "
           f"(train() {wall:.1f} s): ratio {result['ratio']:.2f}; mean step {result['mean_step_time_s']:.2f} s "
           f"vs {rep.step_seconds:.2f} s measured by the pre-flight; doctor findings: {len(doctor.findings)}")
     print(f"wrote {args.out}")

@@ -17,7 +17,9 @@ a fix:
   reward std, and what would lower it;
 * the time of one step (the last measured step; the first is a warm-up of the allocator
   and kernels), the forecast of the whole run (steps x step time + evaluations) against a
-  budget (``time_budget``), and the peak memory (on CUDA, the headroom left).
+  budget (``time_budget``), and the peak memory (on CUDA, the headroom left). With
+  ``beta = 0`` groups that score alike are skipped, so steps get cheaper as the model
+  learns: ``forecast_low_seconds`` (every group skipped: steps x sampling time) is the floor.
 
 The measured steps are **undone**: trainable weights, optimizer, scheduler, loss scaler,
 every RNG state and the step counter are restored, so the run that follows is the same
@@ -131,6 +133,7 @@ class PreflightReport:
     eval_seconds: float
     num_evaluations: int
     forecast_seconds: float
+    forecast_low_seconds: float
     budget_seconds: float | None
     preflight_seconds: float
     lengths: list[int]
@@ -382,6 +385,7 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
         torch.cuda.reset_peak_memory_stats(dev)
     snap = _snapshot(tr)
     times: list[float] = []
+    gen_times: list[float] = []
     lengths: list[int] = []
     truncated: list[bool] = []
     prompts: list[str] = []
@@ -393,6 +397,7 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
             tr.global_step = snap["global_step"] + i  # the batches of the run's next steps
             m = tr.training_step()
             times.append(m["step_time"])
+            gen_times.append(m["generation_time"])
             ro = tr.last_rollout
             lengths += ro.lengths.tolist()
             truncated += ro.truncated.tolist()
@@ -428,8 +433,13 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
         peak = torch.mps.driver_allocated_memory()
 
     step_s = statistics.median(times[1:]) if len(times) > 1 else times[0]
+    gen_s = statistics.median(gen_times[1:]) if len(gen_times) > 1 else gen_times[0]
     per_eval = eval_seconds  # one call of each evaluating callback
     forecast = remaining * step_s + n_evals * per_eval
+    # With the zero-advantage skip (beta = 0) a group whose completions all score alike costs only
+    # its sampling: as the model learns and more groups agree, steps get cheaper. The floor: every
+    # group skipped, a step = its generation time.
+    forecast_low = remaining * gen_s + n_evals * per_eval if cfg.skip_zero_advantage_groups else forecast
     checks: list[PreflightCheck] = []
     n = len(lengths)
     cap = cfg.max_new_tokens
@@ -501,8 +511,10 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
 
     # 4. time and memory
     evals = f" + {n_evals} evaluations x {format_seconds(per_eval)}" if n_evals else ""
+    low = (f" (down to {format_seconds(forecast_low)} if most groups come to score alike: they are skipped at "
+           f"beta = 0)" if forecast_low < 0.95 * forecast else "")
     finding = (f"{format_seconds(step_s)} a step (measured: {', '.join(f'{t:.2f}' for t in times)} s); "
-               f"forecast {format_seconds(forecast)} = {remaining} steps{evals}")
+               f"forecast {format_seconds(forecast)} = {remaining} steps{evals}{low}")
     if budget is None:
         checks.append(PreflightCheck("time", "ok", finding + " (no time_budget given)"))
     elif forecast > budget:
@@ -527,7 +539,7 @@ def _run(tr, time_budget, measure_steps: int, raise_on_stop: bool, verbose: bool
     report = PreflightReport(
         checks=checks, steps_measured=measure_steps, completions=n, groups=groups, step_seconds=step_s,
         step_seconds_all=times, remaining_steps=remaining, eval_seconds=per_eval, num_evaluations=n_evals,
-        forecast_seconds=forecast, budget_seconds=budget, preflight_seconds=time.perf_counter() - t_start,
+        forecast_seconds=forecast, forecast_low_seconds=forecast_low, budget_seconds=budget, preflight_seconds=time.perf_counter() - t_start,
         lengths=lengths, clipped_ratio=clipped, cap=cap, cap_95=cap95, frac_reward_zero_std=zero_std,
         peak_memory_bytes=peak, memory_total_bytes=total_mem, device=str(dev), reward_summary=summary,
     )

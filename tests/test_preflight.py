@@ -146,6 +146,13 @@ def test_forecast_counts_evaluations_of_callbacks_that_say_how_often(tok):
     rep = preflight(tr, verbose=False)
     assert ev.calls == 1 and rep.num_evaluations == 2  # steps 2 and 4 of 5
     assert rep.forecast_seconds == pytest.approx(5 * rep.step_seconds + 2 * rep.eval_seconds)
+    # beta = 0 skips groups that score alike: the floor is every step reduced to its sampling
+    assert tr.config.skip_zero_advantage_groups
+    assert rep.eval_seconds * 2 < rep.forecast_low_seconds < rep.forecast_seconds
+    tr2 = GRPOTrainer(load_tiny_model(), tok, correctness_reward, rows(),
+                      cfg(max_steps=5, preflight=False, beta=0.04))
+    rep2 = preflight(tr2, verbose=False)
+    assert rep2.forecast_low_seconds == rep2.forecast_seconds  # no skip with beta > 0: no floor
 
 
 def test_standalone_call_removes_the_lora_adapter_it_added(tok):
