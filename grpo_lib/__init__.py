@@ -18,6 +18,7 @@ from .logprobs import completion_mask, entropy_from_logits, per_token_logprobs, 
 from .losses import LOSS_TYPE_TO_AGGREGATION, aggregate_loss, grpo_loss, policy_loss
 from .rewards import correctness_reward, format_reward, lenient_correctness_reward
 from .utils import masked_mean, masked_sum, seed_everything
+from . import preflight  # noqa: E402 - a callable module: grpo_lib.preflight(model, tokenizer, rows, reward_funcs, config)
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,10 @@ _LAZY = {
     "LeakageReport": "leakage",
     "build_run_card": "card",
     "write_run_card": "card",
+    "PreflightReport": "preflight",
+    "PreflightError": "preflight",
+    "RunDoctor": "doctor",
+    "diagnose_run": "doctor",
 }
 
 
@@ -73,6 +78,7 @@ __all__ = [
     "completion_mask",
     "compute_advantages",
     "correctness_reward",
+    "diagnose_run",
     "entropy_from_logits",
     "EvalRecord",
     "EvalResult",
@@ -108,10 +114,14 @@ __all__ = [
     "pick_dtype",
     "plan_precision",
     "policy_loss",
+    "preflight",
+    "PreflightError",
+    "PreflightReport",
     "Problem",
     "register_preset",
     "reinforce_pp_advantages",
     "Rollout",
+    "RunDoctor",
     "sample_groups",
     "seed_everything",
     "selective_log_softmax",

@@ -24,7 +24,6 @@ learner's function* is kept, as the cause, so that its traceback points at their
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from collections.abc import Callable, Sequence

@@ -113,6 +113,13 @@ class GRPOConfig:
         ``output_dir/metrics.jsonl``, always written; ``"tensorboard"`` also writes
         TensorBoard event files to ``output_dir/tensorboard``, needs ``pip install
         "grpo-lib[tensorboard]"``; ``"all"`` = every installed one; a list is accepted).
+    Before and during the run
+        preflight: at the start of a fresh ``train()``, run ``grpo_lib.preflight`` (two
+            measured steps, undone afterwards; a table of checks; a hard stop only when the
+            run cannot learn). doctor: watch the metrics while training and warn once per
+            known failure (``grpo_lib.doctor``; a NaN loss stops the run).
+        time_budget: the wall time the run may take (seconds, or ``"60m"``, ``"1h30m"``);
+            the pre-flight forecast is compared with it. None = no budget.
     """
 
     # sampling
@@ -175,6 +182,10 @@ class GRPOConfig:
     progress_bar: bool = True
     save_total_limit: int | None = None
     report_to: str | list[str] = "none"
+    # before and during the run (grpo_lib.preflight, grpo_lib.doctor)
+    preflight: bool = True
+    time_budget: str | float | None = None
+    doctor: bool = True
 
     # ------------------------------------------------------------------ derived
     @property
@@ -404,6 +415,18 @@ class GRPOConfig:
             bad("report_to", f"use one of {REPORT_TO} or a list of them (metrics.jsonl is always written)")
         elif any(r != "none" for r in reports) and self.output_dir is None:
             bad("report_to", "reports need a place: set output_dir, or report_to='none'")
+
+        # before and during the run
+        for name in ("preflight", "doctor"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "use True or False")
+        if self.time_budget is not None:
+            from grpo_lib.preflight import parse_duration
+
+            try:
+                parse_duration(self.time_budget)
+            except (TypeError, ValueError):
+                bad("time_budget", "use None, seconds (a number > 0) or a duration such as '60m', '1h30m', '90s'")
 
         if errors:
             raise ValueError("invalid GRPOConfig:\n  - " + "\n  - ".join(errors))

@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(ap, "no_progress", action="store_true", help="no progress bars")
     _flag(ap, "save_merged", action="store_true", help="LoRA presets: also write final-model-merged/")
     _flag(ap, "threads", type=int, help="torch CPU threads (default: the preset's)")
+    _flag(ap, "time_budget", metavar="DURATION",
+          help="wall time the run may take, e.g. 60m or 1h30m: the pre-flight forecast is checked against it")
+    _flag(ap, "no_preflight", action="store_true", help="skip the pre-flight checks (grpo_lib.preflight)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override any GRPOConfig field (names below); repeat for several")
     _VALUE_FLAGS.add("--set")
@@ -435,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides[k.strip()] = _parse_value(v.strip())
         if args.no_progress:
             overrides["progress_bar"] = False
+        if args.time_budget is not None:
+            overrides["time_budget"] = args.time_budget
+        if args.no_preflight:
+            overrides["preflight"] = False
         preset = preset.with_config(**overrides)
         if preset.config.reward_weights is None and preset.reward_weights is not None:
             preset = preset.with_config(reward_weights=list(preset.reward_weights))  # record what is used

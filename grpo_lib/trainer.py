@@ -257,6 +257,10 @@ class GRPOTrainer:
             self.optimizer, lambda s: _lr_factor(s, warm, total, cfg.lr_scheduler_type)
         )
         self.callbacks = list(callbacks or [])
+        if cfg.doctor:  # grpo_lib.doctor: warns once per known failure while training
+            from grpo_lib.doctor import RunDoctor
+
+            self.callbacks.append(RunDoctor())
         self.global_step = 0
         self.log_history: list[dict[str, float]] = []
         self.last_rollout: Rollout | None = None
@@ -400,7 +404,7 @@ class GRPOTrainer:
 
         self.model.train()
         upd_tokens = upd_mask.sum().clamp(min=1.0)
-        losses, grad_norms, entropies = [], [], []
+        losses, grad_norms, entropies, lrs = [], [], [], []
         loss_metrics: dict[str, list[float]] = {}
         for _ in range(cfg.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
@@ -436,11 +440,23 @@ class GRPOTrainer:
                 for k, v in m.items():
                     loss_metrics.setdefault(k, []).append(v)
                 entropies.append(((ent * upd_mask[s]).sum() / upd_tokens).item())
-            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
-            gn = _clip_and_norm(self.model, cfg.max_grad_norm)
-            self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
-            self.scaler.update()
-            self.scheduler.step()
+            lrs.append(self.scheduler.get_last_lr()[0])  # the rate this update uses
+            if upd.batch_size == 0 or not self.scaler.is_enabled():
+                # Nothing was scaled (no forward ran, or no fp16): the scaler has no scale to
+                # unscale with (GradScaler asserts), and an all-zero gradient cannot overflow.
+                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
+                self.optimizer.step()
+                stepped = True
+            else:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
+                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
+                scale_before = self.scaler.get_scale()
+                self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
+                self.scaler.update()
+                # update() lowers the scale exactly when it skipped the step (inf/NaN gradient)
+                stepped = self.scaler.get_scale() >= scale_before
+            if stepped:  # a skipped update leaves the schedule where it was (as HF Trainer and TRL)
+                self.scheduler.step()
             losses.append(step_loss)
             grad_norms.append(gn)
         t_step = time.perf_counter() - t0
@@ -470,7 +486,7 @@ class GRPOTrainer:
                 "entropy": sum(entropies) / cfg.num_iterations if entropies else float("nan"),
                 "loss": sum(losses) / len(losses),
                 "grad_norm": grad_norms[-1],
-                "learning_rate": self.scheduler.get_last_lr()[0],
+                "learning_rate": lrs[-1],  # the rate the (last) update of this step used
                 "epoch": (self.global_step + 1) * cfg.prompts_per_step / len(self.dataset),
                 **({"grad_scale": self.scaler.get_scale()} if self.scaler.is_enabled() else {}),
                 "step_time": t_step,
@@ -480,6 +496,7 @@ class GRPOTrainer:
         )
         metrics.update(_mean_metrics(extra_metrics))
         self.last_rollout, self.last_rewards = ro, rewards
+        self.last_reward_parts = per_func  # [n_funcs, B], read by grpo_lib.preflight
         return metrics
 
     # ------------------------------------------- sampling: dynamic sampling, rollout copy
@@ -635,6 +652,10 @@ class GRPOTrainer:
                 self.load_checkpoint(path)
                 print(f"resume: continuing from {path} (step {self.global_step} of {cfg.max_steps})",
                       file=sys.stderr, flush=True)
+        if cfg.preflight and self.global_step == 0:  # grpo_lib.preflight: checks and forecast, steps undone
+            from grpo_lib.preflight import preflight
+
+            self.preflight_report = preflight(self)
         out_dir = Path(cfg.output_dir) if cfg.output_dir else None
         metrics_file = None
         tb = self._tensorboard_writer(out_dir)
@@ -801,6 +822,7 @@ class GRPOTrainer:
                 "scaler": self.scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "mps_rng": torch.mps.get_rng_state() if _mps_available() else None,
                 "python_rng": random.getstate(),
                 "numpy_rng": _numpy_state(),
             },
@@ -841,6 +863,8 @@ class GRPOTrainer:
         torch.set_rng_state(st["torch_rng"])
         if st["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["cuda_rng"])
+        if st.get("mps_rng") is not None and _mps_available():  # Apple silicon samples with its own generator
+            torch.mps.set_rng_state(st["mps_rng"])
         random.setstate(st["python_rng"])
         _set_numpy_state(st["numpy_rng"])
         state = json.loads((path / "trainer_state.json").read_text())
@@ -968,6 +992,12 @@ def _concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         prompt_index=torch.cat([torch.arange(r.num_prompts).repeat_interleave(r.group_size) + o
                                 for r, o in zip(parts, offsets.tolist())]),
     )
+
+
+def _mps_available() -> bool:
+    """True where torch's MPS backend (Apple silicon) is usable; its RNG is separate from the CPU's."""
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def _numpy_state():

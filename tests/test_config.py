@@ -77,6 +77,10 @@ BAD = [
     ({"progress_bar": None}, "progress_bar"),
     ({"save_total_limit": 0}, "save_total_limit"),
     ({"report_to": "wandb", "output_dir": "x"}, "report_to"),
+    ({"preflight": "yes"}, "preflight"),
+    ({"doctor": 1}, "doctor"),
+    ({"time_budget": "soon"}, "time_budget"),
+    ({"time_budget": 0}, "time_budget"),
 ]
 
 

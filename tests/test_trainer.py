@@ -26,7 +26,7 @@ def rows(n=200, seed=0):
 
 def small_config(**kw) -> GRPOConfig:
     base = dict(num_generations=4, per_device_train_batch_size=16, max_new_tokens=32, learning_rate=1e-4,
-                max_steps=2, seed=0, progress_bar=False, device="cpu")
+                max_steps=2, seed=0, progress_bar=False, device="cpu", preflight=False)  # preflight: tests/test_preflight.py
     base.update(kw)
     return GRPOConfig(**base)
 
