@@ -143,6 +143,11 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(a.seed)
     model, tok, model_kind = load_tiny()
     out_dir = tempfile.mkdtemp(prefix="trl_bench_")
+    import dataclasses
+
+    # transformers 5.25 renamed gradient_checkpointing to activation_checkpointing (old name: a FutureWarning)
+    CKPT_FIELD = ("activation_checkpointing" if "activation_checkpointing" in
+                  {f.name for f in dataclasses.fields(TRLConfig)} else "gradient_checkpointing")
     args = TRLConfig(
         output_dir=out_dir,
         use_cpu=True,
@@ -153,7 +158,7 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
         # TRL's GRPOConfig turns gradient checkpointing ON by default (less memory, a
         # slower backward: every block's forward runs twice); grpo_lib's default is off.
         # Matched by default; --trl-gradient-checkpointing measures TRL's default.
-        gradient_checkpointing=a.trl_gradient_checkpointing,
+        **{CKPT_FIELD: a.trl_gradient_checkpointing},
         num_generations=a.num_generations,
         per_device_train_batch_size=a.num_generations * a.prompts_per_step,  # completions per step
         gradient_accumulation_steps=1,

@@ -193,20 +193,27 @@ def reset_generation_config(model: Any, tokenizer: Any) -> None:
 
 
 
-def add_lora_adapter(model, config, **kwargs):
-    """``peft.get_peft_model(model, config, **kwargs)``, without peft's FutureWarning.
+@contextmanager
+def quiet_peft_checkpointing_warning() -> Iterator[None]:
+    """Silence one FutureWarning that is about peft's code, not the caller's.
 
-    peft (<= 0.21) reads ``model.is_gradient_checkpointing`` in ``PeftModel.__init__``, an
-    alias that transformers 5 deprecated in favour of ``is_activation_checkpointing``: the
-    warning is about peft's code, not the caller's, so only that one message is silenced,
-    only during the wrap. Every LoRA wrap in grpo_lib goes through here.
+    peft (<= 0.21) reads ``model.is_gradient_checkpointing`` (when wrapping a model and when
+    saving an adapter), an alias that transformers 5 deprecated in favour of
+    ``is_activation_checkpointing``. Only that message is silenced, only inside the block.
     """
     import warnings
 
-    from peft import get_peft_model
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def add_lora_adapter(model, config, **kwargs):
+    """``peft.get_peft_model(model, config, **kwargs)`` without peft's FutureWarning
+    (:func:`quiet_peft_checkpointing_warning`). Every LoRA wrap in grpo_lib goes through here."""
+    from peft import get_peft_model
+
+    with quiet_peft_checkpointing_warning():
         return get_peft_model(model, config, **kwargs)
 
 def load_policy(
@@ -274,8 +281,9 @@ def load_policy(
         for p in model.parameters():  # the base is frozen; only the adapter trains
             p.requires_grad_(False)
         if adapter_path is not None:
-            model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable,
-                                              autocast_adapter_dtype=True)
+            with quiet_peft_checkpointing_warning():
+                model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable,
+                                                  autocast_adapter_dtype=True)
         else:
             cfg = lora if not isinstance(lora, bool) else lora_config(lora_r, lora_alpha, lora_dropout, target_modules)
             model = add_lora_adapter(model, cfg, autocast_adapter_dtype=True)

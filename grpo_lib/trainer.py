@@ -887,7 +887,10 @@ class GRPOTrainer:
             copy.deepcopy(self.model).merge_and_unload().save_pretrained(path)
             kind = "the base model with the LoRA adapter merged in (a plain transformers model)"
         elif self.is_peft:
-            self.model.save_pretrained(path)
+            from grpo_lib.models import quiet_peft_checkpointing_warning
+
+            with quiet_peft_checkpointing_warning():  # peft reads a deprecated transformers alias
+                self.model.save_pretrained(path)
             base = getattr(next(iter(self.model.peft_config.values())), "base_model_name_or_path", None)
             kind = (f"a LoRA adapter for the base model {base!r} (adapter_config.json); "
                     "AutoModelForCausalLM.from_pretrained loads base + adapter when peft is installed")

@@ -90,6 +90,13 @@ def to_trl_kwargs(cfg: Any, num_processes: int, reward_weights: list[float] | No
         report_to="none",
         dataloader_num_workers=0,
     )
+    import dataclasses
+
+    from trl import GRPOConfig as TRLConfig
+
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(TRLConfig)}:
+        # transformers 5.25 renamed gradient_checkpointing (the old name still works, with a FutureWarning)
+        kw["activation_checkpointing"] = kw.pop("gradient_checkpointing")
     return kw
 
 

@@ -38,7 +38,9 @@ def test_trl_grpo_runs_our_rewards_with_lora(tmp_path):
         max_completion_length=12, max_steps=2, learning_rate=1e-2, lr_scheduler_type="constant",
         logging_steps=1, report_to="none", use_cpu=True, bf16=False, beta=0.0, temperature=1.0,
         loss_type="dapo", scale_rewards="group", reward_weights=[1.0, 0.2, 0.0], save_strategy="no",
-        gradient_checkpointing=False, seed=0, disable_tqdm=True,
+        seed=0, disable_tqdm=True,
+        **{("activation_checkpointing" if hasattr(trl.GRPOConfig, "activation_checkpointing")
+            else "gradient_checkpointing"): False},  # transformers 5.25 renamed it
     )
     trainer = trl.GRPOTrainer(model=model, reward_funcs=[correctness_reward, format_reward, spy], args=args,
                               train_dataset=ds, processing_class=tok, peft_config=lora_config(r=4, alpha=8))
