@@ -14,8 +14,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def _dry(*args: str) -> str:
     # the setup prerequisite is satisfied by -o (treated as old and up to date): only the recipe prints
-    out = subprocess.run(["make", "-n", "-o", "setup", "-o", ".venv/.installed", *args], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    # --no-print-directory: run from `make test` (CI), a sub-make would print "Entering directory" lines
+    out = subprocess.run(["make", "-n", "--no-print-directory", "-o", "setup", "-o", ".venv/.installed", *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
