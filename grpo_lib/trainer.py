@@ -379,8 +379,10 @@ class GRPOTrainer:
         cfg = self.config
         G = cfg.num_generations
         t0 = time.perf_counter()
+        # 1-3. the step's prompts -> G completions each (pi_old) -> rewards
         rows = [self.dataset[i] for i in self.batch_indices(self.global_step)]
         ro, per_func, rewards, t_gen, extra_metrics = self._sample_informative_batch(rows)
+        # 4. advantages relative to the group
         advantages = compute_advantages(rewards, G, cfg.advantage_estimator, scale=cfg.scale_rewards).to(self.device)
 
         mask = ro.completion_mask.float()
@@ -389,19 +391,13 @@ class GRPOTrainer:
         # The normalisers of the full batch: every loss below is a share of the full-batch loss.
         B = ro.batch_size
         total_tokens = mask.sum().clamp(min=1.0)
-        # A group whose advantages are all 0 (all its completions scored alike) adds exactly 0
-        # to the loss when beta == 0: skip its forward and backward (config.skip_zero_advantage_groups).
-        upd, upd_adv, upd_mask = ro, advantages, mask
-        if cfg.skip_zero_advantage_groups:
-            live = (advantages.view(-1, G) != 0).any(dim=1)
-            if not bool(live.all()):
-                upd = ro.select_groups(live.nonzero().squeeze(1).cpu())
-                upd_adv = advantages.view(-1, G)[live].flatten()
-                upd_mask = mask.view(-1, G, mask.shape[1])[live].flatten(0, 1)
+        upd, upd_adv, upd_mask = self._groups_to_update(ro, advantages, mask)
+        # 5. log pi_old only for mu > 1, log pi_ref only for beta > 0
         old_logp = (self._logprobs_no_grad(self.model, upd)
                     if cfg.num_iterations > 1 and upd.batch_size else None)
         ref_logp = self.reference_logprobs(upd) if cfg.beta > 0 else None
 
+        # 6. mu updates: grpo_loss -> backward (micro-batches) -> clip -> AdamW
         self.model.train()
         upd_tokens = upd_mask.sum().clamp(min=1.0)
         losses, grad_norms, entropies, lrs = [], [], [], []
@@ -441,27 +437,12 @@ class GRPOTrainer:
                     loss_metrics.setdefault(k, []).append(v)
                 entropies.append(((ent * upd_mask[s]).sum() / upd_tokens).item())
             lrs.append(self.scheduler.get_last_lr()[0])  # the rate this update uses
-            if upd.batch_size == 0 or not self.scaler.is_enabled():
-                # Nothing was scaled (no forward ran, or no fp16): the scaler has no scale to
-                # unscale with (GradScaler asserts), and an all-zero gradient cannot overflow.
-                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
-                self.optimizer.step()
-                stepped = True
-            else:
-                self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
-                gn = _clip_and_norm(self.model, cfg.max_grad_norm)
-                scale_before = self.scaler.get_scale()
-                self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
-                self.scaler.update()
-                # update() lowers the scale exactly when it skipped the step (inf/NaN gradient)
-                stepped = self.scaler.get_scale() >= scale_before
-            if stepped:  # a skipped update leaves the schedule where it was (as HF Trainer and TRL)
-                self.scheduler.step()
+            gn = self._optimizer_step(scaled=upd.batch_size > 0)
             losses.append(step_loss)
             grad_norms.append(gn)
         t_step = time.perf_counter() - t0
 
-        # ---- metrics, under TRL's names
+        # 7. metrics, under TRL's names
         lengths = ro.lengths.float()
         grouped = rewards.view(-1, G)
         metrics: dict[str, float] = {
@@ -498,6 +479,48 @@ class GRPOTrainer:
         self.last_rollout, self.last_rewards = ro, rewards
         self.last_reward_parts = per_func  # [n_funcs, B], read by grpo_lib.preflight
         return metrics
+
+    # ----------------------------------------------------- step helpers: skip, optimizer
+    def _groups_to_update(self, ro: Rollout, advantages: torch.Tensor, mask: torch.Tensor):
+        """The groups that get a forward and backward: ``(rollout, advantages, mask)``.
+
+        A group whose advantages are all 0 (all its completions scored alike) adds exactly 0
+        to the loss when beta == 0, so with ``skip_zero_advantage_groups`` it is left out
+        (the loss keeps the full batch's normaliser, so the gradient is unchanged).
+        """
+        G = self.config.num_generations
+        if not self.config.skip_zero_advantage_groups:
+            return ro, advantages, mask
+        live = (advantages.view(-1, G) != 0).any(dim=1)
+        if bool(live.all()):
+            return ro, advantages, mask
+        return (ro.select_groups(live.nonzero().squeeze(1).cpu()), advantages.view(-1, G)[live].flatten(),
+                mask.view(-1, G, mask.shape[1])[live].flatten(0, 1))
+
+    def _optimizer_step(self, scaled: bool) -> float:
+        """Clip the gradient norm, step AdamW (through the fp16 loss scaler when it is on),
+        step the schedule unless the update was skipped; returns the gradient norm.
+
+        ``scaled``: a loss was scaled and backpropagated in this update. When none was (every
+        group skipped) or there is no fp16 scaler, the scaler has no scale to unscale with
+        (GradScaler asserts), and an all-zero gradient cannot overflow: a plain step.
+        """
+        max_norm = self.config.max_grad_norm
+        if not scaled or not self.scaler.is_enabled():
+            gn = _clip_and_norm(self.model, max_norm)
+            self.optimizer.step()
+            stepped = True
+        else:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
+            gn = _clip_and_norm(self.model, max_norm)
+            scale_before = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)  # skipped if the scaled gradient overflowed
+            self.scaler.update()
+            # update() lowers the scale exactly when it skipped the step (inf/NaN gradient)
+            stepped = self.scaler.get_scale() >= scale_before
+        if stepped:  # a skipped update leaves the schedule where it was (as HF Trainer and TRL)
+            self.scheduler.step()
+        return gn
 
     # ------------------------------------------- sampling: dynamic sampling, rollout copy
     def _rollout_model(self):
