@@ -13,6 +13,8 @@ The profile of the stored outputs (documented in README and CONTRIBUTING):
   (``CUDA_VISIBLE_DEVICES=""``), so that two executions print the same numbers;
 * progress bars removed from the stored outputs: they are widgets that a stored notebook shows frozen;
 * matplotlib's inline backend, PNG figures at ``figure.dpi = 80`` (a 10-inch figure is 800 pixels wide).
+* GSM8K (lessons 06-08) from the full splits: set ``GRPO_GSM8K_DIR`` (or have ``../shared/gsm8k``);
+  without them the lessons run on the shipped fixture sample and say so in their outputs.
 
 Exercises and solutions stay stripped (``scripts/strip_notebooks.py``). A notebook whose stored
 outputs exceed the size budget (``--budget-mb``, default 1.5) fails: shrink its figures or prints.
