@@ -43,7 +43,7 @@ import torch
 from grpo_lib.logprobs import completion_mask, stop_token_ids
 from grpo_lib.logprobs import entropy_from_logits, selective_log_softmax
 
-__all__ = ["Rollout", "sample_groups", "shared_prefix_logprobs", "SAMPLERS"]
+__all__ = ["Rollout", "concat_rollouts", "sample_groups", "shared_prefix_logprobs", "SAMPLERS"]
 
 #: The samplers ``sample_groups`` knows (see the module docstring).
 SAMPLERS = ("generate", "shared_prefix")
@@ -421,3 +421,36 @@ def shared_prefix_logprobs(
     with torch.no_grad():
         entropy = torch.stack([entropy_from_logits(row) for row in logits])
     return logp, entropy
+
+
+def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """One rollout of the groups of ``parts``, in order: prompts left-padded, completions
+    right-padded to the widest (padding is masked out; with rotary positions an all-row
+    shift of positions changes no attention score)."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(r.prompt_ids.shape[1] for r in parts)
+    T = max(r.completion_ids.shape[1] for r in parts)
+
+    def left(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (width - x.shape[1], 0), value=value)
+
+    def right(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+    has_lp = all(r.sampler_logprobs is not None for r in parts)
+    offsets = torch.cumsum(torch.tensor([0] + [r.num_prompts for r in parts[:-1]]), 0)
+    return Rollout(
+        prompts=[p for r in parts for p in r.prompts],
+        completions=[c for r in parts for c in r.completions],
+        prompt_ids=torch.cat([left(r.prompt_ids, P, pad_id) for r in parts]),
+        prompt_mask=torch.cat([left(r.prompt_mask, P, 0) for r in parts]),
+        completion_ids=torch.cat([right(r.completion_ids, T, pad_id) for r in parts]),
+        completion_mask=torch.cat([right(r.completion_mask, T, 0) for r in parts]),
+        truncated=torch.cat([r.truncated for r in parts]),
+        group_size=parts[0].group_size,
+        temperature=parts[0].temperature,
+        sampler_logprobs=torch.cat([right(r.sampler_logprobs, T, 0.0) for r in parts]) if has_lp else None,
+        prompt_index=torch.cat([torch.arange(r.num_prompts).repeat_interleave(r.group_size) + o
+                                for r, o in zip(parts, offsets.tolist())]),
+    )

@@ -57,7 +57,7 @@ from grpo_lib.config import GRPOConfig
 from grpo_lib.device import pick_device
 from grpo_lib.logprobs import per_token_logprobs
 from grpo_lib.losses import grpo_loss, sampler_importance_weights
-from grpo_lib.rollout import Rollout, sample_groups, shared_prefix_logprobs
+from grpo_lib.rollout import Rollout, concat_rollouts, sample_groups, shared_prefix_logprobs
 from grpo_lib.utils import seed_everything
 
 __all__ = ["GRPOTrainer", "TrainerCallback", "RewardFunc", "reward_func_name", "TrainingInterrupted",
@@ -616,7 +616,7 @@ class GRPOTrainer:
         if not kept:  # nothing informative in any round: train on round 0 as plain GRPO would
             return (*first, t_gen, extra)
         return (
-            _concat_rollouts([k[0] for k in kept], self.tokenizer.pad_token_id),
+            concat_rollouts([k[0] for k in kept], self.tokenizer.pad_token_id),
             torch.cat([k[1] for k in kept], dim=1),
             torch.cat([k[2] for k in kept]),
             t_gen,
@@ -985,39 +985,6 @@ def _mean_metrics(lists: dict[str, list[float]]) -> dict[str, float]:
     for k, v in lists.items():
         out[k] = max(v) if k.endswith("/max") else min(v) if k.endswith("/min") else sum(v) / len(v)
     return out
-
-
-def _concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
-    """One rollout of the groups of ``parts``, in order: prompts left-padded, completions
-    right-padded to the widest (padding is masked out; with rotary positions an all-row
-    shift of positions changes no attention score)."""
-    if len(parts) == 1:
-        return parts[0]
-    P = max(r.prompt_ids.shape[1] for r in parts)
-    T = max(r.completion_ids.shape[1] for r in parts)
-
-    def left(x: torch.Tensor, width: int, value) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (width - x.shape[1], 0), value=value)
-
-    def right(x: torch.Tensor, width: int, value) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
-
-    has_lp = all(r.sampler_logprobs is not None for r in parts)
-    offsets = torch.cumsum(torch.tensor([0] + [r.num_prompts for r in parts[:-1]]), 0)
-    return Rollout(
-        prompts=[p for r in parts for p in r.prompts],
-        completions=[c for r in parts for c in r.completions],
-        prompt_ids=torch.cat([left(r.prompt_ids, P, pad_id) for r in parts]),
-        prompt_mask=torch.cat([left(r.prompt_mask, P, 0) for r in parts]),
-        completion_ids=torch.cat([right(r.completion_ids, T, pad_id) for r in parts]),
-        completion_mask=torch.cat([right(r.completion_mask, T, 0) for r in parts]),
-        truncated=torch.cat([r.truncated for r in parts]),
-        group_size=parts[0].group_size,
-        temperature=parts[0].temperature,
-        sampler_logprobs=torch.cat([right(r.sampler_logprobs, T, 0.0) for r in parts]) if has_lp else None,
-        prompt_index=torch.cat([torch.arange(r.num_prompts).repeat_interleave(r.group_size) + o
-                                for r, o in zip(parts, offsets.tolist())]),
-    )
 
 
 def _mps_available() -> bool:

@@ -19,7 +19,8 @@ from grpo_lib.rewards import SoftOverlongPunishment, correctness_reward, soft_ov
 from grpo_lib.rollout import sample_groups, shared_prefix_logprobs  # noqa: E402
 from grpo_lib.tasks import make_dataset  # noqa: E402
 from grpo_lib.tiny import load_tiny_model, load_tiny_tokenizer  # noqa: E402
-from grpo_lib.trainer import GRPOTrainer, _concat_rollouts  # noqa: E402
+from grpo_lib.rollout import concat_rollouts  # noqa: E402
+from grpo_lib.trainer import GRPOTrainer  # noqa: E402
 
 
 # ----------------------------------------------------------------- importance weights
@@ -182,7 +183,7 @@ def test_concatenated_rollouts_give_each_part_its_own_logprobs(tok):
     a = sample_groups(model, tok, [data[0]["prompt"]], 2, max_new_tokens=12, sampler="shared_prefix")
     b = sample_groups(model, tok, [d["prompt"] for d in data[1:4]], 2, max_new_tokens=30, sampler="shared_prefix")
     assert a.prompt_ids.shape[1] != b.prompt_ids.shape[1] or a.completion_ids.shape[1] != b.completion_ids.shape[1]
-    ab = _concat_rollouts([a, b], tok.pad_token_id)
+    ab = concat_rollouts([a, b], tok.pad_token_id)
     assert ab.num_prompts == 4 and ab.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     with torch.no_grad():
         whole = shared_prefix_logprobs(model, ab.prompt_ids, ab.prompt_mask, ab.completion_ids, ab.completion_mask, 2)
